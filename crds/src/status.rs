@@ -1,0 +1,114 @@
+//! `ErlmcpCluster.status`: written by the operator (everything but `members`) and by the pods
+//! (each its own `members` entry), both with server-side apply under distinct field managers.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{conditions_list_map, members_list_map};
+
+/// Observed state of an ErlmcpCluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErlmcpClusterStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pending, Creating, Running, Updating, Degraded, Failed or Paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Healthy, Degraded, Partitioned or Unknown: the cluster as its members see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// Pods that exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Pods that are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Pods that run the current pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_replicas: Option<i32>,
+    /// Label selector of the pods, as a string (the scale subresource's `labelSelectorPath`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Image of the current pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_image: Option<String>,
+    /// erlmcp version the members report (the lowest, during a rolling update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+    /// Where clients reach the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<EndpointsStatus>,
+    /// Ready, Available, Progressing, Degraded, ClusterHealthy, ReconcileSuccess.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_list_map")]
+    pub conditions: Vec<Condition>,
+    /// One entry per pod, written by that pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "members_list_map")]
+    pub members: Vec<MemberStatus>,
+}
+
+/// Client endpoints.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointsStatus {
+    /// In-cluster Streamable HTTP URL, e.g. `http://basic.default.svc:8080/mcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<String>,
+    /// In-cluster WebSocket URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<String>,
+    /// Headless Service DNS name the peers use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<String>,
+}
+
+/// A pod's own view of the cluster, written by the pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Pod name.
+    pub name: String,
+    /// Whether the pod serves requests.
+    #[serde(default)]
+    pub ready: bool,
+    /// erlmcp version of the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Peers this pod can reach now (pod names).
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Peers this pod expects (from discovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_peers: Option<i32>,
+    /// Sessions the pod owns.
+    #[serde(default)]
+    pub sessions: i64,
+    /// When the pod last wrote this entry (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<String>,
+}
+
+/// Condition types the operator maintains.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const AVAILABLE: &str = "Available";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const DEGRADED: &str = "Degraded";
+    pub const CLUSTER_HEALTHY: &str = "ClusterHealthy";
+    pub const RECONCILE_SUCCESS: &str = "ReconcileSuccess";
+}
+
+/// Phases shown in `kubectl get erlmcpclusters`.
+pub mod phase {
+    pub const PENDING: &str = "Pending";
+    pub const CREATING: &str = "Creating";
+    pub const RUNNING: &str = "Running";
+    pub const UPDATING: &str = "Updating";
+    pub const DEGRADED: &str = "Degraded";
+    pub const FAILED: &str = "Failed";
+    pub const PAUSED: &str = "Paused";
+}

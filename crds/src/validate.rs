@@ -1,0 +1,456 @@
+//! Validation of an ErlmcpCluster in Rust. The CRD's OpenAPI and CEL rules catch most of this on
+//! current API servers, but older servers drop CEL and `render` runs offline, so the operator and
+//! `render` both call [`validate`]. It returns every problem, each with its field path.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use base64::Engine;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::mcp::{McpSpec, ToolBackend, ValueSource};
+use crate::{ErlmcpCluster, ErlmcpClusterSpec};
+
+/// Built-in tool implementations a `builtin` backend may name.
+pub const BUILTIN_TOOLS: &[&str] = &["echo", "cluster_status"];
+
+/// Longest ErlmcpCluster name: pods are `<name>-<ordinal>` and the StatefulSet controller adds a
+/// `controller-revision-hash` label of `<name>-<10 chars>`, which must fit in 63 characters.
+pub const MAX_NAME_LEN: usize = 52;
+
+/// One problem with a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the offending field, e.g. `spec.autoscaling.minReplicas`.
+    pub path: String,
+    /// What is wrong, for a human.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Every problem with a whole resource (name and spec).
+pub fn validate(cluster: &ErlmcpCluster) -> Vec<FieldError> {
+    let mut errs = Errors(Vec::new());
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    if name.is_empty() {
+        errs.push("metadata.name", "is required");
+    } else if name.len() > MAX_NAME_LEN {
+        errs.push(
+            "metadata.name",
+            format!("must be at most {MAX_NAME_LEN} characters (pod names and labels derive from it)"),
+        );
+    } else if !is_dns_label(name) {
+        errs.push(
+            "metadata.name",
+            "must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit",
+        );
+    }
+    validate_spec_into(&cluster.spec, &mut errs);
+    errs.0
+}
+
+/// Every problem with a spec alone.
+pub fn validate_spec(spec: &ErlmcpClusterSpec) -> Vec<FieldError> {
+    let mut errs = Errors(Vec::new());
+    validate_spec_into(spec, &mut errs);
+    errs.0
+}
+
+/// Every problem with an `mcp` section alone (the data plane checks its file with this).
+pub fn validate_mcp(mcp: &McpSpec, path: &str) -> Vec<FieldError> {
+    let mut errs = Errors(Vec::new());
+    validate_mcp_into(mcp, path, &mut errs);
+    errs.0
+}
+
+fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
+    if spec.replicas < 0 {
+        errs.push("spec.replicas", "must be 0 or more");
+    }
+    if let Some(image) = &spec.image {
+        if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
+            errs.push("spec.image", "must be an image reference without spaces");
+        }
+    }
+    if let Some(policy) = &spec.image_pull_policy {
+        if !["Always", "IfNotPresent", "Never"].contains(&policy.as_str()) {
+            errs.push("spec.imagePullPolicy", "must be Always, IfNotPresent or Never");
+        }
+    }
+
+    validate_mcp_into(&spec.mcp, "spec.mcp", errs);
+
+    // Ports must not collide inside a pod.
+    let mut ports: BTreeMap<u16, &str> = BTreeMap::new();
+    let mut claim = |port: u16, path: &'static str, errs: &mut Errors| {
+        if port == 0 {
+            errs.push(path, "must be between 1 and 65535");
+        } else if let Some(other) = ports.insert(port, path) {
+            errs.push(path, format!("port {port} is already used by {other}"));
+        }
+    };
+    claim(crate::HEALTH_PORT, "(health port)", errs);
+    claim(crate::METRICS_PORT, "(metrics port)", errs);
+    claim(spec.mcp.transports.port, "spec.mcp.transports.port", errs);
+    if spec.mcp.transports.tcp.enabled {
+        claim(spec.mcp.transports.tcp.port, "spec.mcp.transports.tcp.port", errs);
+    }
+    claim(spec.cluster.port, "spec.cluster.port", errs);
+
+    if let Some(cookie) = &spec.cluster.cookie_secret {
+        if cookie.name.is_empty() || cookie.key.is_empty() {
+            errs.push("spec.cluster.cookieSecret", "needs both name and key");
+        }
+    }
+
+    if let Some(tls) = &spec.tls {
+        let sources = [tls.secret_name.is_some(), tls.issuer_ref.is_some(), tls.operator_ca.is_some()]
+            .iter()
+            .filter(|s| **s)
+            .count();
+        if sources != 1 {
+            errs.push(
+                "spec.tls",
+                "exactly one TLS source: secretName, issuerRef or operatorCa",
+            );
+        }
+        if let Some(issuer) = &tls.issuer_ref {
+            if !["Issuer", "ClusterIssuer"].contains(&issuer.kind.as_str()) {
+                errs.push("spec.tls.issuerRef.kind", "must be Issuer or ClusterIssuer");
+            }
+        }
+    }
+
+    if !["ClusterIP", "NodePort", "LoadBalancer"].contains(&spec.service.type_.as_str()) {
+        errs.push("spec.service.type", "must be ClusterIP, NodePort or LoadBalancer");
+    }
+
+    if let Some(storage) = &spec.storage {
+        if storage.access_modes.is_empty() {
+            errs.push("spec.storage.accessModes", "must not be empty");
+        }
+        if storage.size.0.trim().is_empty() {
+            errs.push("spec.storage.size", "is required, e.g. 1Gi");
+        }
+    }
+
+    if let Some(hpa) = &spec.autoscaling {
+        if hpa.min_replicas < 1 {
+            errs.push("spec.autoscaling.minReplicas", "must be at least 1");
+        }
+        if hpa.max_replicas < 1 {
+            errs.push("spec.autoscaling.maxReplicas", "must be at least 1");
+        }
+        if hpa.min_replicas > hpa.max_replicas {
+            errs.push(
+                "spec.autoscaling.minReplicas",
+                format!(
+                    "({}) must not exceed maxReplicas ({})",
+                    hpa.min_replicas, hpa.max_replicas
+                ),
+            );
+        }
+        if hpa.enabled
+            && hpa.target_cpu_utilization_percentage.is_none()
+            && hpa.target_memory_utilization_percentage.is_none()
+            && hpa.target_sessions_per_pod.is_none()
+        {
+            errs.push(
+                "spec.autoscaling",
+                "needs at least one target: targetCPUUtilizationPercentage, targetMemoryUtilizationPercentage or targetSessionsPerPod",
+            );
+        }
+        for (v, path) in [
+            (hpa.target_cpu_utilization_percentage, "spec.autoscaling.targetCPUUtilizationPercentage"),
+            (hpa.target_memory_utilization_percentage, "spec.autoscaling.targetMemoryUtilizationPercentage"),
+        ] {
+            if let Some(v) = v {
+                if !(1..=100).contains(&v) {
+                    errs.push(path, "must be between 1 and 100");
+                }
+            }
+        }
+        if let Some(v) = hpa.target_sessions_per_pod {
+            if v < 1 {
+                errs.push("spec.autoscaling.targetSessionsPerPod", "must be at least 1");
+            }
+        }
+    }
+
+    let pdb = &spec.pod_disruption_budget;
+    if pdb.min_available.is_some() && pdb.max_unavailable.is_some() {
+        errs.push(
+            "spec.podDisruptionBudget",
+            "set minAvailable or maxUnavailable, not both",
+        );
+    }
+    for (v, path) in [
+        (&pdb.min_available, "spec.podDisruptionBudget.minAvailable"),
+        (&pdb.max_unavailable, "spec.podDisruptionBudget.maxUnavailable"),
+    ] {
+        if let Some(v) = v {
+            if let Err(msg) = check_int_or_percent(v) {
+                errs.push(path, msg);
+            }
+        }
+    }
+
+    if !["trace", "debug", "info", "warn", "warning", "error"].contains(&spec.logging.level.as_str()) {
+        errs.push("spec.logging.level", "must be trace, debug, info, warn or error");
+    }
+    if !["json", "text"].contains(&spec.logging.format.as_str()) {
+        errs.push("spec.logging.format", "must be json or text");
+    }
+    if spec.termination_grace_period_seconds < 1 {
+        errs.push("spec.terminationGracePeriodSeconds", "must be at least 1");
+    }
+    if let Some(o) = &spec.override_ {
+        for (v, path) in [(&o.stateful_set, "spec.override.statefulSet"), (&o.service, "spec.override.service")] {
+            if let Some(v) = v {
+                if !v.is_object() {
+                    errs.push(path, "must be an object");
+                }
+            }
+        }
+    }
+}
+
+fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
+    let mut names = BTreeSet::new();
+    for (i, tool) in mcp.tools.iter().enumerate() {
+        let p = format!("{base}.tools[{i}]");
+        if tool.name.is_empty()
+            || tool.name.len() > 128
+            || !tool.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            errs.push(
+                format!("{p}.name"),
+                "must be 1-128 characters of letters, digits, '_', '-' or '.'",
+            );
+        }
+        if BUILTIN_TOOLS.contains(&tool.name.as_str()) && tool.backend.builtin.as_deref() != Some(tool.name.as_str()) {
+            errs.push(format!("{p}.name"), format!("{:?} is a built-in tool name", tool.name));
+        }
+        if !names.insert(tool.name.as_str()) {
+            errs.push(format!("{p}.name"), format!("duplicate tool name {:?}", tool.name));
+        }
+        if tool.input_schema.get("type").and_then(|t| t.as_str()) != Some("object") {
+            errs.push(format!("{p}.inputSchema"), "must be a JSON Schema with \"type\": \"object\"");
+        }
+        if let Some(out) = &tool.output_schema {
+            if out.get("type").and_then(|t| t.as_str()) != Some("object") {
+                errs.push(format!("{p}.outputSchema"), "must be a JSON Schema with \"type\": \"object\"");
+            }
+        }
+        validate_backend(&tool.backend, &format!("{p}.backend"), errs);
+    }
+
+    let mut uris = BTreeSet::new();
+    for (i, res) in mcp.resources.iter().enumerate() {
+        let p = format!("{base}.resources[{i}]");
+        if res.uri.is_empty() || !res.uri.contains(':') {
+            errs.push(format!("{p}.uri"), "must be an absolute URI (scheme:...)");
+        }
+        if !uris.insert(res.uri.as_str()) {
+            errs.push(format!("{p}.uri"), format!("duplicate resource URI {:?}", res.uri));
+        }
+        let sources = [res.text.is_some(), res.file.is_some(), res.blob.is_some()]
+            .iter()
+            .filter(|s| **s)
+            .count();
+        if sources != 1 {
+            errs.push(p.clone(), "exactly one of text, file or blob must be set");
+        }
+        if let Some(blob) = &res.blob {
+            if base64::engine::general_purpose::STANDARD.decode(blob).is_err() {
+                errs.push(format!("{p}.blob"), "must be valid base64");
+            }
+        }
+    }
+
+    for (i, t) in mcp.resource_templates.iter().enumerate() {
+        let p = format!("{base}.resourceTemplates[{i}]");
+        match template_variables(&t.uri_template) {
+            Ok(vars) if vars.is_empty() => {
+                errs.push(format!("{p}.uriTemplate"), "has no {variable}; use a static resource instead")
+            }
+            Ok(_) => {}
+            Err(msg) => errs.push(format!("{p}.uriTemplate"), msg),
+        }
+    }
+
+    let mut prompt_names = BTreeSet::new();
+    for (i, prompt) in mcp.prompts.iter().enumerate() {
+        let p = format!("{base}.prompts[{i}]");
+        if prompt.name.is_empty() {
+            errs.push(format!("{p}.name"), "is required");
+        }
+        if !prompt_names.insert(prompt.name.as_str()) {
+            errs.push(format!("{p}.name"), format!("duplicate prompt name {:?}", prompt.name));
+        }
+        if prompt.messages.is_empty() {
+            errs.push(format!("{p}.messages"), "needs at least one message");
+        }
+        let declared: BTreeSet<&str> = prompt.arguments.iter().map(|a| a.name.as_str()).collect();
+        for (j, m) in prompt.messages.iter().enumerate() {
+            if m.role != "user" && m.role != "assistant" {
+                errs.push(format!("{p}.messages[{j}].role"), "must be user or assistant");
+            }
+            for var in prompt_placeholders(&m.text) {
+                if !declared.contains(var.as_str()) {
+                    errs.push(
+                        format!("{p}.messages[{j}].text"),
+                        format!("uses {{{{{var}}}}} but no argument {var:?} is declared"),
+                    );
+                }
+            }
+        }
+    }
+
+    let auth = &mcp.auth;
+    match auth.mode {
+        crate::AuthMode::None => {}
+        crate::AuthMode::Bearer => match &auth.bearer_token {
+            None => errs.push(format!("{base}.auth.bearerToken"), "is required for mode bearer"),
+            Some(v) => validate_value_source(v, &format!("{base}.auth.bearerToken"), errs),
+        },
+        crate::AuthMode::Jwt => match &auth.jwt {
+            None => errs.push(format!("{base}.auth.jwt"), "is required for mode jwt"),
+            Some(j) => validate_value_source(&j.jwks, &format!("{base}.auth.jwt.jwks"), errs),
+        },
+    }
+
+    for (i, origin) in mcp.allowed_origins.iter().enumerate() {
+        if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+            errs.push(
+                format!("{base}.allowedOrigins[{i}]"),
+                "must be \"*\" or an origin like https://app.example.com",
+            );
+        }
+    }
+}
+
+fn validate_backend(b: &ToolBackend, p: &str, errs: &mut Errors) {
+    let set = [b.builtin.is_some(), b.http.is_some(), b.command.is_some()]
+        .iter()
+        .filter(|s| **s)
+        .count();
+    if set != 1 {
+        errs.push(p, "exactly one of builtin, http or command must be set");
+    }
+    if let Some(name) = &b.builtin {
+        if !BUILTIN_TOOLS.contains(&name.as_str()) {
+            errs.push(
+                format!("{p}.builtin"),
+                format!("unknown built-in {name:?}; known: {}", BUILTIN_TOOLS.join(", ")),
+            );
+        }
+    }
+    if let Some(h) = &b.http {
+        if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+            errs.push(format!("{p}.http.url"), "must start with http:// or https://");
+        }
+        if !["GET", "POST", "PUT", "PATCH"].contains(&h.method.as_str()) {
+            errs.push(format!("{p}.http.method"), "must be GET, POST, PUT or PATCH");
+        }
+        for (i, hdr) in h.headers.iter().enumerate() {
+            if hdr.name.is_empty() || !hdr.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                errs.push(format!("{p}.http.headers[{i}].name"), "must be a header name (letters, digits, '-')");
+            }
+            validate_value_source(&hdr.value, &format!("{p}.http.headers[{i}].value"), errs);
+        }
+    }
+    if let Some(c) = &b.command {
+        if c.command.is_empty() || c.command[0].is_empty() {
+            errs.push(format!("{p}.command.command"), "must name a program");
+        }
+    }
+}
+
+fn validate_value_source(v: &ValueSource, p: &str, errs: &mut Errors) {
+    let set = [v.value.is_some(), v.secret_key_ref.is_some(), v.file.is_some()]
+        .iter()
+        .filter(|s| **s)
+        .count();
+    if set != 1 {
+        errs.push(p, "exactly one of value, secretKeyRef or file must be set");
+    }
+    if let Some(r) = &v.secret_key_ref {
+        if r.name.is_empty() || r.key.is_empty() {
+            errs.push(format!("{p}.secretKeyRef"), "needs both name and key");
+        }
+    }
+}
+
+fn check_int_or_percent(v: &IntOrString) -> Result<(), String> {
+    match v {
+        IntOrString::Int(i) if *i < 0 => Err("must be 0 or more".into()),
+        IntOrString::Int(_) => Ok(()),
+        IntOrString::String(s) => match s.strip_suffix('%').map(str::parse::<u32>) {
+            Some(Ok(p)) if p <= 100 => Ok(()),
+            _ => Err(format!("{s:?} must be a number or a percentage like \"25%\"")),
+        },
+    }
+}
+
+/// Whether `s` is an RFC 1123 DNS label.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Variable names of a level-1 URI template (`{name}` expressions), in order.
+pub fn template_variables(template: &str) -> Result<Vec<String>, String> {
+    let mut vars = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or("has an unclosed '{'")?;
+        let var = &after[..close];
+        if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("variable {{{var}}} must be letters, digits or '_'"));
+        }
+        vars.push(var.to_string());
+        rest = &after[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err("has an unmatched '}'".into());
+    }
+    Ok(vars)
+}
+
+/// `{{name}}` placeholders of a prompt message.
+pub fn prompt_placeholders(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        match after.find("}}") {
+            Some(close) => {
+                out.push(after[..close].trim().to_string());
+                rest = &after[close + 2..];
+            }
+            None => break,
+        }
+    }
+    out
+}

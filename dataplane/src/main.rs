@@ -1,0 +1,1 @@
+fn main() { println!("erlmcp {}", env!("CARGO_PKG_VERSION")); }
