@@ -36,10 +36,14 @@ usage() {
 # ------------------------------------------------------------------ helpers
 apt_install() { # pkgs...
   [[ $(id -u) -eq 0 ]] || die "need root to apt-get install $*"
-  log "apt-get install $*"
+  local logf
+  logf=$(mktemp /tmp/erlmcp-tools-apt.XXXXXX.log)
+  log "apt-get install $* (log: $logf)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get -qq -o DPkg::Lock::Timeout=600 update >&2 || true
-  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends "$@" >&2
+  {
+    apt-get -q -o DPkg::Lock::Timeout=600 update || echo "apt-get update had errors; trying install anyway"
+    apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "$@"
+  } >"$logf" 2>&1 || { tail -n 30 "$logf" >&2; die "apt-get install $* failed"; }
 }
 
 need_npm() {
@@ -52,7 +56,7 @@ need_python() { # sets PY to a python3 that has venv and pip
   local c
   for c in python3 /usr/bin/python3; do
     if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import venv, ensurepip' 2>/dev/null; then
-      PY=$(command -v "$c"); return 0
+      PY=$("$c" -c 'import sys; print(sys.executable)'); return 0
     fi
   done
   apt_install python3 python3-venv python3-pip

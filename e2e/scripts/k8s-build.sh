@@ -58,10 +58,12 @@ for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if ((${#missing[@]})); then
-  log "installing build deps: ${missing[*]}"
+  log "apt-get update + install of build deps: ${missing[*]} (log: $CACHE_ROOT/apt.log)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get -q -o DPkg::Lock::Timeout=600 update >&2 || log "apt-get update had errors; trying install anyway"
-  apt-get install "${APT_OPTS[@]}" "${missing[@]}" >&2
+  {
+    apt-get -q -o DPkg::Lock::Timeout=600 update || echo "apt-get update had errors; trying install anyway"
+    apt-get install "${APT_OPTS[@]}" "${missing[@]}"
+  } >"$CACHE_ROOT/apt.log" 2>&1 || { tail -n 30 "$CACHE_ROOT/apt.log" >&2; die "apt-get install failed"; }
 fi
 REFLECT2_SRC=/usr/share/gocode/src/github.com/modern-go/reflect2
 [[ -f $REFLECT2_SRC/reflect2.go ]] || die "Debian reflect2 tree not found at $REFLECT2_SRC"
@@ -186,7 +188,7 @@ for b in "${BINARIES[@]}"; do whats+="cmd/$b "; done
   cd "$TREE"
   export KUBE_GIT_VERSION="$K8S_GIT_VERSION" KUBE_GIT_TREE_STATE=clean \
          KUBE_GIT_COMMIT=debian-"$K8S_DEB_VERSION" \
-         GO111MODULE=off GOFLAGS= GOPROXY=off KUBE_VERBOSE=1
+         GO111MODULE=off GOFLAGS='' GOPROXY=off KUBE_VERBOSE=1
   exec make WHAT="${whats% }"
 ) >>"$LOG" 2>&1 &
 mpid=$!
