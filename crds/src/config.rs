@@ -63,7 +63,12 @@ impl Default for PeerConfig {
 
 /// Peer discovery mechanism.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "mode", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "mode",
+    deny_unknown_fields
+)]
 pub enum Discovery {
     /// Run alone.
     #[default]

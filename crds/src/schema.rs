@@ -20,7 +20,10 @@ pub fn optional_free_form_object(g: &mut SchemaGenerator) -> Schema {
 fn list_map<T: schemars::JsonSchema>(g: &mut SchemaGenerator, key: &str) -> Schema {
     let mut s = g.subschema_for::<Vec<T>>();
     s.insert("x-kubernetes-list-type".into(), "map".into());
-    s.insert("x-kubernetes-list-map-keys".into(), serde_json::json!([key]));
+    s.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!([key]),
+    );
     s
 }
 

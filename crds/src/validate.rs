@@ -53,7 +53,9 @@ pub fn validate(cluster: &ErlmcpCluster) -> Vec<FieldError> {
     } else if name.len() > MAX_NAME_LEN {
         errs.push(
             "metadata.name",
-            format!("must be at most {MAX_NAME_LEN} characters (pod names and labels derive from it)"),
+            format!(
+                "must be at most {MAX_NAME_LEN} characters (pod names and labels derive from it)"
+            ),
         );
     } else if !is_dns_label(name) {
         errs.push(
@@ -90,7 +92,10 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
     }
     if let Some(policy) = &spec.image_pull_policy {
         if !["Always", "IfNotPresent", "Never"].contains(&policy.as_str()) {
-            errs.push("spec.imagePullPolicy", "must be Always, IfNotPresent or Never");
+            errs.push(
+                "spec.imagePullPolicy",
+                "must be Always, IfNotPresent or Never",
+            );
         }
     }
 
@@ -109,7 +114,11 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
     claim(crate::METRICS_PORT, "(metrics port)", errs);
     claim(spec.mcp.transports.port, "spec.mcp.transports.port", errs);
     if spec.mcp.transports.tcp.enabled {
-        claim(spec.mcp.transports.tcp.port, "spec.mcp.transports.tcp.port", errs);
+        claim(
+            spec.mcp.transports.tcp.port,
+            "spec.mcp.transports.tcp.port",
+            errs,
+        );
     }
     claim(spec.cluster.port, "spec.cluster.port", errs);
 
@@ -120,10 +129,14 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
     }
 
     if let Some(tls) = &spec.tls {
-        let sources = [tls.secret_name.is_some(), tls.issuer_ref.is_some(), tls.operator_ca.is_some()]
-            .iter()
-            .filter(|s| **s)
-            .count();
+        let sources = [
+            tls.secret_name.is_some(),
+            tls.issuer_ref.is_some(),
+            tls.operator_ca.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
         if sources != 1 {
             errs.push(
                 "spec.tls",
@@ -138,7 +151,10 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
     }
 
     if !["ClusterIP", "NodePort", "LoadBalancer"].contains(&spec.service.type_.as_str()) {
-        errs.push("spec.service.type", "must be ClusterIP, NodePort or LoadBalancer");
+        errs.push(
+            "spec.service.type",
+            "must be ClusterIP, NodePort or LoadBalancer",
+        );
     }
 
     if let Some(storage) = &spec.storage {
@@ -177,8 +193,14 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
             );
         }
         for (v, path) in [
-            (hpa.target_cpu_utilization_percentage, "spec.autoscaling.targetCPUUtilizationPercentage"),
-            (hpa.target_memory_utilization_percentage, "spec.autoscaling.targetMemoryUtilizationPercentage"),
+            (
+                hpa.target_cpu_utilization_percentage,
+                "spec.autoscaling.targetCPUUtilizationPercentage",
+            ),
+            (
+                hpa.target_memory_utilization_percentage,
+                "spec.autoscaling.targetMemoryUtilizationPercentage",
+            ),
         ] {
             if let Some(v) = v {
                 if !(1..=100).contains(&v) {
@@ -188,7 +210,10 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
         }
         if let Some(v) = hpa.target_sessions_per_pod {
             if v < 1 {
-                errs.push("spec.autoscaling.targetSessionsPerPod", "must be at least 1");
+                errs.push(
+                    "spec.autoscaling.targetSessionsPerPod",
+                    "must be at least 1",
+                );
             }
         }
     }
@@ -202,7 +227,10 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
     }
     for (v, path) in [
         (&pdb.min_available, "spec.podDisruptionBudget.minAvailable"),
-        (&pdb.max_unavailable, "spec.podDisruptionBudget.maxUnavailable"),
+        (
+            &pdb.max_unavailable,
+            "spec.podDisruptionBudget.maxUnavailable",
+        ),
     ] {
         if let Some(v) = v {
             if let Err(msg) = check_int_or_percent(v) {
@@ -211,8 +239,13 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
         }
     }
 
-    if !["trace", "debug", "info", "warn", "warning", "error"].contains(&spec.logging.level.as_str()) {
-        errs.push("spec.logging.level", "must be trace, debug, info, warn or error");
+    if !["trace", "debug", "info", "warn", "warning", "error"]
+        .contains(&spec.logging.level.as_str())
+    {
+        errs.push(
+            "spec.logging.level",
+            "must be trace, debug, info, warn or error",
+        );
     }
     if !["json", "text"].contains(&spec.logging.format.as_str()) {
         errs.push("spec.logging.format", "must be json or text");
@@ -221,7 +254,10 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
         errs.push("spec.terminationGracePeriodSeconds", "must be at least 1");
     }
     if let Some(o) = &spec.override_ {
-        for (v, path) in [(&o.stateful_set, "spec.override.statefulSet"), (&o.service, "spec.override.service")] {
+        for (v, path) in [
+            (&o.stateful_set, "spec.override.statefulSet"),
+            (&o.service, "spec.override.service"),
+        ] {
             if let Some(v) = v {
                 if !v.is_object() {
                     errs.push(path, "must be an object");
@@ -237,25 +273,42 @@ fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
         let p = format!("{base}.tools[{i}]");
         if tool.name.is_empty()
             || tool.name.len() > 128
-            || !tool.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            || !tool
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
         {
             errs.push(
                 format!("{p}.name"),
                 "must be 1-128 characters of letters, digits, '_', '-' or '.'",
             );
         }
-        if BUILTIN_TOOLS.contains(&tool.name.as_str()) && tool.backend.builtin.as_deref() != Some(tool.name.as_str()) {
-            errs.push(format!("{p}.name"), format!("{:?} is a built-in tool name", tool.name));
+        if BUILTIN_TOOLS.contains(&tool.name.as_str())
+            && tool.backend.builtin.as_deref() != Some(tool.name.as_str())
+        {
+            errs.push(
+                format!("{p}.name"),
+                format!("{:?} is a built-in tool name", tool.name),
+            );
         }
         if !names.insert(tool.name.as_str()) {
-            errs.push(format!("{p}.name"), format!("duplicate tool name {:?}", tool.name));
+            errs.push(
+                format!("{p}.name"),
+                format!("duplicate tool name {:?}", tool.name),
+            );
         }
         if tool.input_schema.get("type").and_then(|t| t.as_str()) != Some("object") {
-            errs.push(format!("{p}.inputSchema"), "must be a JSON Schema with \"type\": \"object\"");
+            errs.push(
+                format!("{p}.inputSchema"),
+                "must be a JSON Schema with \"type\": \"object\"",
+            );
         }
         if let Some(out) = &tool.output_schema {
             if out.get("type").and_then(|t| t.as_str()) != Some("object") {
-                errs.push(format!("{p}.outputSchema"), "must be a JSON Schema with \"type\": \"object\"");
+                errs.push(
+                    format!("{p}.outputSchema"),
+                    "must be a JSON Schema with \"type\": \"object\"",
+                );
             }
         }
         validate_backend(&tool.backend, &format!("{p}.backend"), errs);
@@ -268,7 +321,10 @@ fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
             errs.push(format!("{p}.uri"), "must be an absolute URI (scheme:...)");
         }
         if !uris.insert(res.uri.as_str()) {
-            errs.push(format!("{p}.uri"), format!("duplicate resource URI {:?}", res.uri));
+            errs.push(
+                format!("{p}.uri"),
+                format!("duplicate resource URI {:?}", res.uri),
+            );
         }
         let sources = [res.text.is_some(), res.file.is_some(), res.blob.is_some()]
             .iter()
@@ -278,7 +334,10 @@ fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
             errs.push(p.clone(), "exactly one of text, file or blob must be set");
         }
         if let Some(blob) = &res.blob {
-            if base64::engine::general_purpose::STANDARD.decode(blob).is_err() {
+            if base64::engine::general_purpose::STANDARD
+                .decode(blob)
+                .is_err()
+            {
                 errs.push(format!("{p}.blob"), "must be valid base64");
             }
         }
@@ -287,9 +346,10 @@ fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
     for (i, t) in mcp.resource_templates.iter().enumerate() {
         let p = format!("{base}.resourceTemplates[{i}]");
         match template_variables(&t.uri_template) {
-            Ok(vars) if vars.is_empty() => {
-                errs.push(format!("{p}.uriTemplate"), "has no {variable}; use a static resource instead")
-            }
+            Ok(vars) if vars.is_empty() => errs.push(
+                format!("{p}.uriTemplate"),
+                "has no {variable}; use a static resource instead",
+            ),
             Ok(_) => {}
             Err(msg) => errs.push(format!("{p}.uriTemplate"), msg),
         }
@@ -302,7 +362,10 @@ fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
             errs.push(format!("{p}.name"), "is required");
         }
         if !prompt_names.insert(prompt.name.as_str()) {
-            errs.push(format!("{p}.name"), format!("duplicate prompt name {:?}", prompt.name));
+            errs.push(
+                format!("{p}.name"),
+                format!("duplicate prompt name {:?}", prompt.name),
+            );
         }
         if prompt.messages.is_empty() {
             errs.push(format!("{p}.messages"), "needs at least one message");
@@ -310,7 +373,10 @@ fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
         let declared: BTreeSet<&str> = prompt.arguments.iter().map(|a| a.name.as_str()).collect();
         for (j, m) in prompt.messages.iter().enumerate() {
             if m.role != "user" && m.role != "assistant" {
-                errs.push(format!("{p}.messages[{j}].role"), "must be user or assistant");
+                errs.push(
+                    format!("{p}.messages[{j}].role"),
+                    "must be user or assistant",
+                );
             }
             for var in prompt_placeholders(&m.text) {
                 if !declared.contains(var.as_str()) {
@@ -327,7 +393,10 @@ fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
     match auth.mode {
         crate::AuthMode::None => {}
         crate::AuthMode::Bearer => match &auth.bearer_token {
-            None => errs.push(format!("{base}.auth.bearerToken"), "is required for mode bearer"),
+            None => errs.push(
+                format!("{base}.auth.bearerToken"),
+                "is required for mode bearer",
+            ),
             Some(v) => validate_value_source(v, &format!("{base}.auth.bearerToken"), errs),
         },
         crate::AuthMode::Jwt => match &auth.jwt {
@@ -358,20 +427,37 @@ fn validate_backend(b: &ToolBackend, p: &str, errs: &mut Errors) {
         if !BUILTIN_TOOLS.contains(&name.as_str()) {
             errs.push(
                 format!("{p}.builtin"),
-                format!("unknown built-in {name:?}; known: {}", BUILTIN_TOOLS.join(", ")),
+                format!(
+                    "unknown built-in {name:?}; known: {}",
+                    BUILTIN_TOOLS.join(", ")
+                ),
             );
         }
     }
     if let Some(h) = &b.http {
         if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
-            errs.push(format!("{p}.http.url"), "must start with http:// or https://");
+            errs.push(
+                format!("{p}.http.url"),
+                "must start with http:// or https://",
+            );
         }
         if !["GET", "POST", "PUT", "PATCH"].contains(&h.method.as_str()) {
-            errs.push(format!("{p}.http.method"), "must be GET, POST, PUT or PATCH");
+            errs.push(
+                format!("{p}.http.method"),
+                "must be GET, POST, PUT or PATCH",
+            );
         }
         for (i, hdr) in h.headers.iter().enumerate() {
-            if hdr.name.is_empty() || !hdr.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                errs.push(format!("{p}.http.headers[{i}].name"), "must be a header name (letters, digits, '-')");
+            if hdr.name.is_empty()
+                || !hdr
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                errs.push(
+                    format!("{p}.http.headers[{i}].name"),
+                    "must be a header name (letters, digits, '-')",
+                );
             }
             validate_value_source(&hdr.value, &format!("{p}.http.headers[{i}].value"), errs);
         }
@@ -384,10 +470,14 @@ fn validate_backend(b: &ToolBackend, p: &str, errs: &mut Errors) {
 }
 
 fn validate_value_source(v: &ValueSource, p: &str, errs: &mut Errors) {
-    let set = [v.value.is_some(), v.secret_key_ref.is_some(), v.file.is_some()]
-        .iter()
-        .filter(|s| **s)
-        .count();
+    let set = [
+        v.value.is_some(),
+        v.secret_key_ref.is_some(),
+        v.file.is_some(),
+    ]
+    .iter()
+    .filter(|s| **s)
+    .count();
     if set != 1 {
         errs.push(p, "exactly one of value, secretKeyRef or file must be set");
     }
@@ -404,7 +494,9 @@ fn check_int_or_percent(v: &IntOrString) -> Result<(), String> {
         IntOrString::Int(_) => Ok(()),
         IntOrString::String(s) => match s.strip_suffix('%').map(str::parse::<u32>) {
             Some(Ok(p)) if p <= 100 => Ok(()),
-            _ => Err(format!("{s:?} must be a number or a percentage like \"25%\"")),
+            _ => Err(format!(
+                "{s:?} must be a number or a percentage like \"25%\""
+            )),
         },
     }
 }
@@ -413,7 +505,8 @@ fn check_int_or_percent(v: &IntOrString) -> Result<(), String> {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use erlmcp_crds::crd::{crd_yaml, CRD_PATH};
 
 fn workspace_file(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)
 }
 
 #[test]
@@ -16,8 +18,12 @@ fn checked_in_crd_matches_code() {
     if std::env::var_os("UPDATE_CRDS").is_some() {
         std::fs::write(&path, &want).unwrap();
     }
-    let have = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{} unreadable ({e}); run `cargo run -p erlmcp-operator -- crd --write`", path.display()));
+    let have = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} unreadable ({e}); run `cargo run -p erlmcp-operator -- crd --write`",
+            path.display()
+        )
+    });
     assert!(
         have == want,
         "{CRD_PATH} is stale: run `cargo run -p erlmcp-operator -- crd --write` and commit the result"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every test of the project, in the order of the test ladder (DESIGN.md, "Tests"): format and
+# lints, pure and mocked unit tests, then the suites that need real peers. A missing tool or
+# server fails the run; nothing is skipped. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "unit and mocked-API tests"
+cargo test --workspace --exclude erlmcp-e2e
