@@ -1,1 +1,117 @@
-fn main() { println!("erlmcp {}", env!("CARGO_PKG_VERSION")); }
+//! `erlmcp serve | healthcheck | version`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use erlmcp_dataplane::{app, config, node, observe};
+
+#[derive(Parser)]
+#[command(name = "erlmcp", version, about = "erlmcp: a clustered MCP server")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve MCP (no flags: the built-ins on port 8080).
+    Serve {
+        /// Configuration file (erlmcp.yaml).
+        #[arg(long, env = "ERLMCP_CONFIG")]
+        config: Option<PathBuf>,
+        /// Speak JSON-RPC on stdin/stdout (for desktop clients); HTTP listeners are not opened.
+        #[arg(long)]
+        stdio: bool,
+        /// Also serve the conformance-suite fixtures (test_* tools, test:// resources).
+        #[arg(long)]
+        fixtures: bool,
+        /// Seconds to drain in-flight work on SIGTERM.
+        #[arg(long, env = "ERLMCP_DRAIN_SECONDS", default_value_t = 20)]
+        drain_seconds: u64,
+    },
+    /// Exit 0 if the local node is healthy (or ready, with --ready), 1 otherwise.
+    Healthcheck {
+        #[arg(long)]
+        ready: bool,
+        #[arg(long, env = "HEALTH_PORT", default_value_t = 9090)]
+        port: u16,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let code = rt.block_on(async move {
+        match cli.cmd.unwrap_or(Cmd::Serve { config: None, stdio: false, fixtures: false, drain_seconds: 20 }) {
+            Cmd::Version => {
+                println!("erlmcp {}", env!("CARGO_PKG_VERSION"));
+                0
+            }
+            Cmd::Healthcheck { ready, port } => match observe::health::check(port, if ready { "/ready" } else { "/health" }, Duration::from_secs(3)).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    1
+                }
+            },
+            Cmd::Serve { config, stdio, fixtures, drain_seconds } => serve(config, stdio, fixtures, Duration::from_secs(drain_seconds)).await,
+        }
+    });
+    std::process::exit(code);
+}
+
+async fn serve(path: Option<PathBuf>, stdio: bool, fixtures: bool, drain: Duration) -> i32 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cfg = match config::load(path.as_deref(), &config::ProcessEnv, fixtures) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("erlmcp: {e}");
+            return 2;
+        }
+    };
+    observe::init_logging(&cfg.log_level, if stdio { "text" } else { &cfg.log_format });
+    let lifecycle = Arc::new(node::Lifecycle::new());
+    let cluster: Arc<dyn node::ClusterView> = Arc::new(node::SingleNode);
+    if stdio {
+        let state = match app::build_state(&cfg, cluster, lifecycle.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprint!("erlmcp: {e}");
+                return 2;
+            }
+        };
+        lifecycle.set_ready(true);
+        erlmcp_dataplane::transport::stdio::serve(state).await;
+        return 0;
+    }
+    let listeners = match app::Listeners::bind(&cfg).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("erlmcp: {e:#}");
+            return 2;
+        }
+    };
+    let running = match app::start(cfg, cluster, lifecycle, listeners).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("erlmcp: {e:#}");
+            return 2;
+        }
+    };
+    wait_for_signal().await;
+    running.shutdown(drain).await;
+    0
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+    }
+}

@@ -1,0 +1,251 @@
+//! Wiring: build the core from the configuration, bind every listener before anything serves
+//! (nothing half-starts), serve, and drain on SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::auth::Auth;
+use crate::catalog::Catalog;
+use crate::config::{ConfigError, ConfigErrors, RuntimeConfig};
+use crate::limits::Limits;
+use crate::node::{ClusterView, Lifecycle, NodeIdentity};
+use crate::observe::{health, metrics::Metrics};
+use crate::protocol::{Core, CoreParts};
+use crate::session::SessionRegistry;
+use crate::transport::{legacy_sse, streamable_http, tcp, websocket, AppState, Shared};
+
+/// Listeners bound up front.
+pub struct Listeners {
+    pub mcp: TcpListener,
+    pub health: TcpListener,
+    pub metrics: TcpListener,
+    pub tcp: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(cfg: &RuntimeConfig) -> anyhow::Result<Self> {
+        let bind = |port: u16, what: &'static str| {
+            let addr = SocketAddr::new(cfg.bind, port);
+            async move { TcpListener::bind(addr).await.with_context(|| format!("{what}: cannot listen on {addr}")) }
+        };
+        Ok(Self {
+            mcp: bind(cfg.mcp_port(), "ERLMCP_PORT").await?,
+            health: bind(cfg.health_port(), "HEALTH_PORT").await?,
+            metrics: bind(cfg.metrics_port(), "METRICS_PORT").await?,
+            tcp: if cfg.file.mcp.transports.tcp.enabled { Some(bind(cfg.file.mcp.transports.tcp.port, "mcp.transports.tcp.port").await?) } else { None },
+        })
+    }
+}
+
+/// Everything needed to run; built (and validated) before any listener serves.
+pub fn build_state(cfg: &RuntimeConfig, cluster: Arc<dyn ClusterView>, lifecycle: Arc<Lifecycle>) -> Result<Shared, ConfigErrors> {
+    let catalog = Catalog::build(&cfg.file.mcp, cfg.fixtures).map_err(ConfigErrors)?;
+    let auth = Auth::from_spec(&cfg.file.mcp.auth).map_err(|(field, message)| ConfigErrors(vec![ConfigError { field, message }]))?;
+    let metrics = Arc::new(Metrics::new());
+    let node = NodeIdentity::new(&cfg.node_name);
+    let sessions = SessionRegistry::new(node.clone(), cfg.file.mcp.sessions.max_sessions as usize, Duration::from_secs(cfg.file.mcp.sessions.idle_timeout_seconds as u64), metrics.clone());
+    let core = Arc::new(Core::new(CoreParts {
+        catalog,
+        sessions,
+        node,
+        cluster,
+        lifecycle,
+        metrics,
+        cookie: cfg.cookie.clone(),
+        page_size: cfg.page_size,
+        authenticated: auth.enabled(),
+        request_timeout: Duration::from_secs(cfg.file.mcp.limits.request_timeout_seconds as u64),
+    }));
+    Ok(Arc::new(AppState {
+        core,
+        limits: Limits::new(&cfg.file.mcp),
+        auth,
+        retry_ms: 1000,
+        keepalive: Duration::from_secs(15),
+        sse_conns: dashmap::DashMap::new(),
+    }))
+}
+
+pub fn mcp_router(state: Shared, cfg: &RuntimeConfig) -> Router {
+    let t = &cfg.file.mcp.transports;
+    let mut r = Router::new();
+    if t.streamable_http {
+        r = r.route("/mcp", post(streamable_http::post).get(streamable_http::get).delete(streamable_http::delete));
+    }
+    if t.legacy_sse {
+        r = r.route("/sse", get(legacy_sse::open)).route("/messages", post(legacy_sse::message));
+    }
+    if t.websocket {
+        r = r.route("/ws", get(websocket::upgrade));
+    }
+    r.layer(DefaultBodyLimit::max(state.limits.max_body)).with_state(state)
+}
+
+fn tls_acceptor(cfg: &RuntimeConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let Some(t) = &cfg.client_tls else { return Ok(None) };
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(&t.cert_file).with_context(|| format!("tls.certFile: {}", t.cert_file))?))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("tls.certFile: {} is not PEM", t.cert_file))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(&t.key_file).with_context(|| format!("tls.keyFile: {}", t.key_file))?))
+        .with_context(|| format!("tls.keyFile: {} is not PEM", t.key_file))?
+        .with_context(|| format!("tls.keyFile: no private key in {}", t.key_file))?;
+    let mut sc = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).context("tls: certificate and key do not match")?;
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(sc))))
+}
+
+/// Serve HTTP (optionally TLS) with a connection cap, keep-alive, and graceful shutdown.
+pub async fn serve_http(listener: TcpListener, router: Router, tls: Option<tokio_rustls::TlsAcceptor>, conns: Option<Arc<tokio::sync::Semaphore>>, stop: impl std::future::Future<Output = ()> + Send + 'static, grace: Duration) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
+    let builder = Arc::new(builder);
+    tokio::pin!(stop);
+    loop {
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let permit = match &conns {
+            Some(sem) => match sem.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    tracing::warn!(%peer, "connection limit reached; refusing client");
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let _ = sock.set_nodelay(true);
+        let router = router.clone();
+        let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(req)
+        });
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                Some(acc) => {
+                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await else { return };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+            }
+        });
+    }
+    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+}
+
+/// A running server.
+pub struct Running {
+    pub state: Shared,
+    pub mcp_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub tcp_addr: Option<SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Drain: not ready at once, refuse new work, let in-flight requests finish (bounded),
+    /// close streams with a retry hint, then stop the listeners.
+    pub async fn shutdown(self, grace: Duration) {
+        let core = self.state.core.clone();
+        core.lifecycle.begin_drain();
+        tracing::info!("draining");
+        let max = core.sessions.len();
+        let _ = max;
+        let sem = self.state.limits.in_flight.clone();
+        let total = sem.available_permits();
+        let deadline = tokio::time::Instant::now() + grace;
+        // Requests hold permits; wait until every permit is back or the grace period ends.
+        while tokio::time::Instant::now() < deadline {
+            if sem.available_permits() >= total && core.connections.load(std::sync::atomic::Ordering::Relaxed) <= 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if sem.available_permits() >= total {
+                break;
+            }
+        }
+        self.stop.send_replace(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(grace, t).await;
+        }
+        core.sessions.close_all();
+        tracing::info!("stopped");
+    }
+}
+
+pub async fn start(cfg: RuntimeConfig, cluster: Arc<dyn ClusterView>, lifecycle: Arc<Lifecycle>, listeners: Listeners) -> anyhow::Result<Running> {
+    let state = build_state(&cfg, cluster, lifecycle.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tls = tls_acceptor(&cfg)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopper = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let grace = Duration::from_secs(5);
+    let mcp_addr = listeners.mcp.local_addr()?;
+    let health_addr = listeners.health.local_addr()?;
+    let metrics_addr = listeners.metrics.local_addr()?;
+    let tcp_addr = listeners.tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(serve_http(listeners.mcp, mcp_router(state.clone(), &cfg), tls, Some(state.limits.connections.clone()), stopper(), grace)));
+    tasks.push(tokio::spawn(serve_http(listeners.health, health::health_router(state.core.clone()), None, None, stopper(), grace)));
+    tasks.push(tokio::spawn(serve_http(listeners.metrics, health::metrics_router(state.core.clone()), None, None, stopper(), grace)));
+    if let Some(l) = listeners.tcp {
+        tasks.push(tokio::spawn(tcp::serve(state.clone(), l)));
+    }
+    // Housekeeping: expire idle sessions, forget idle rate-limit buckets.
+    let st = state.clone();
+    let stop = stopper();
+    tokio::spawn(async move {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let n = st.core.sessions.reap();
+                    if n > 0 {
+                        tracing::info!(expired = n, "idle sessions expired");
+                    }
+                    st.limits.rate.sweep();
+                }
+                _ = &mut stop => return,
+            }
+        }
+    });
+    lifecycle.set_ready(true);
+    tracing::info!(node = %state.core.node.name, %mcp_addr, %health_addr, %metrics_addr, tools = state.core.catalog.tools.len(), fixtures = cfg.fixtures, "erlmcp serving");
+    Ok(Running { state, mcp_addr, health_addr, metrics_addr, tcp_addr, stop: stop_tx, tasks })
+}

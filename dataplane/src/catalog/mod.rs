@@ -1,0 +1,380 @@
+//! What the server offers: tools (with compiled argument schemas and a backend), resources,
+//! resource templates and prompts, built once at start from the configuration plus the
+//! built-ins (and the conformance fixtures with `--fixtures`).
+
+pub mod builtin;
+pub mod command;
+pub mod fixtures;
+pub mod http;
+pub mod template;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use erlmcp_crds::{McpSpec, PromptSpec, ValueSource};
+use serde_json::{json, Map, Value};
+
+use crate::config::ConfigError;
+use template::UriTemplate;
+
+/// What runs when a tool is called.
+pub enum Backend {
+    Builtin(builtin::Builtin),
+    Fixture(&'static str),
+    Http(Arc<http::HttpTool>),
+    Command(Arc<command::CommandTool>),
+}
+
+pub struct ToolEntry {
+    pub name: String,
+    /// The `Tool` object as listed.
+    pub def: Value,
+    pub validator: Option<jsonschema::Validator>,
+    pub backend: Backend,
+    /// `x-mcp-header` annotations: (property name, header suffix).
+    pub header_params: Vec<(String, String)>,
+}
+
+pub enum ResourceBody {
+    Text(String),
+    File(String),
+    Blob(String),
+    /// Generated at read time (`erlmcp://node/status`).
+    NodeStatus,
+}
+
+pub struct ResourceEntry {
+    pub def: Value,
+    pub uri: String,
+    pub mime: String,
+    pub body: ResourceBody,
+}
+
+pub enum TemplateBody {
+    Text(String),
+}
+
+pub struct TemplateEntry {
+    pub def: Value,
+    pub template: UriTemplate,
+    pub mime: String,
+    pub body: TemplateBody,
+}
+
+pub enum PromptBody {
+    Spec(PromptSpec),
+    Fixture(&'static str),
+}
+
+pub struct PromptEntry {
+    pub name: String,
+    pub def: Value,
+    /// Required argument names.
+    pub required: Vec<String>,
+    /// Completion values per argument.
+    pub completions: HashMap<String, Vec<String>>,
+    pub body: PromptBody,
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    pub tools: Vec<ToolEntry>,
+    tool_index: HashMap<String, usize>,
+    pub resources: Vec<ResourceEntry>,
+    resource_index: HashMap<String, usize>,
+    pub templates: Vec<TemplateEntry>,
+    pub prompts: Vec<PromptEntry>,
+    prompt_index: HashMap<String, usize>,
+}
+
+fn err(field: String, message: impl Into<String>) -> ConfigError {
+    ConfigError { field, message: message.into() }
+}
+
+/// Compile a tool's input schema (draft from `$schema`, 2020-12 by default). External `$ref`s
+/// are never fetched (the crate is built without network retrieval).
+pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::options().build(schema).map_err(|e| e.to_string())
+}
+
+/// `x-mcp-header` annotations reachable through `properties` only.
+fn header_params(schema: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            if let Some(h) = v.get("x-mcp-header").and_then(Value::as_str) {
+                out.push((k.clone(), h.to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn tool_def(name: &str, title: Option<&str>, description: Option<&str>, input: &Value, output: Option<&Value>, annotations: Option<&Value>) -> Value {
+    let mut d = Map::new();
+    d.insert("name".into(), json!(name));
+    if let Some(t) = title {
+        d.insert("title".into(), json!(t));
+    }
+    d.insert("description".into(), json!(description.unwrap_or(name)));
+    d.insert("inputSchema".into(), input.clone());
+    if let Some(o) = output {
+        d.insert("outputSchema".into(), o.clone());
+    }
+    if let Some(a) = annotations {
+        d.insert("annotations".into(), a.clone());
+    }
+    Value::Object(d)
+}
+
+/// Read a [`ValueSource`]: inline, a file, or a mounted Secret key.
+pub fn read_value_source(v: &ValueSource) -> Result<String, String> {
+    if let Some(s) = &v.value {
+        return Ok(s.clone());
+    }
+    if let Some(f) = &v.file {
+        return std::fs::read_to_string(f).map(|s| s.trim_end_matches(['\n', '\r']).to_string()).map_err(|e| format!("{f}: {e}"));
+    }
+    if let Some(r) = &v.secret_key_ref {
+        let dir = std::env::var("ERLMCP_SECRETS_DIR").unwrap_or_else(|_| "/etc/erlmcp/secrets".into());
+        let path = format!("{dir}/{}/{}", r.name, r.key);
+        return std::fs::read_to_string(&path).map(|s| s.trim_end_matches(['\n', '\r']).to_string()).map_err(|e| format!("{path}: {e}"));
+    }
+    Err("no value given".into())
+}
+
+impl Catalog {
+    /// Build from the `mcp` section; errors name the field.
+    pub fn build(mcp: &McpSpec, fixtures: bool) -> Result<Self, Vec<ConfigError>> {
+        let mut c = Catalog::default();
+        let mut errs = Vec::new();
+        for b in builtin::tools() {
+            c.add_tool(b);
+        }
+        for (i, t) in mcp.tools.iter().enumerate() {
+            let p = format!("mcp.tools[{i}]");
+            if t.backend.builtin.is_some() {
+                // Declared built-ins only re-describe the built-in; it is already listed.
+                continue;
+            }
+            let validator = match compile_schema(&t.input_schema) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errs.push(err(format!("{p}.inputSchema"), format!("invalid JSON Schema: {e}")));
+                    continue;
+                }
+            };
+            if t.input_schema.get("type").and_then(Value::as_str) != Some("object") {
+                errs.push(err(format!("{p}.inputSchema.type"), "must be \"object\""));
+                continue;
+            }
+            if let Some(o) = &t.output_schema {
+                if let Err(e) = compile_schema(o) {
+                    errs.push(err(format!("{p}.outputSchema"), format!("invalid JSON Schema: {e}")));
+                    continue;
+                }
+            }
+            let backend = if let Some(h) = &t.backend.http {
+                match http::HttpTool::new(h) {
+                    Ok(b) => Backend::Http(Arc::new(b)),
+                    Err(e) => {
+                        errs.push(err(format!("{p}.backend.http"), e));
+                        continue;
+                    }
+                }
+            } else if let Some(cmd) = &t.backend.command {
+                Backend::Command(Arc::new(command::CommandTool::new(cmd)))
+            } else {
+                errs.push(err(format!("{p}.backend"), "exactly one of builtin, http or command must be set"));
+                continue;
+            };
+            let def = tool_def(&t.name, t.title.as_deref(), t.description.as_deref(), &t.input_schema, t.output_schema.as_ref(), t.annotations.as_ref());
+            if c.tool_index.contains_key(&t.name) {
+                errs.push(err(format!("{p}.name"), format!("{:?} is already a tool", t.name)));
+                continue;
+            }
+            c.add_tool(ToolEntry { name: t.name.clone(), header_params: header_params(&t.input_schema), def, validator, backend });
+        }
+        c.add_resource(ResourceEntry {
+            def: json!({"uri": builtin::NODE_STATUS_URI, "name": "node-status", "title": "Node status", "description": "This erlmcp node and its peers", "mimeType": "application/json"}),
+            uri: builtin::NODE_STATUS_URI.into(),
+            mime: "application/json".into(),
+            body: ResourceBody::NodeStatus,
+        });
+        for (i, r) in mcp.resources.iter().enumerate() {
+            let p = format!("mcp.resources[{i}]");
+            let (body, default_mime) = if let Some(t) = &r.text {
+                (ResourceBody::Text(t.clone()), "text/plain")
+            } else if let Some(f) = &r.file {
+                (ResourceBody::File(f.clone()), "text/plain")
+            } else if let Some(b) = &r.blob {
+                if base64::engine::general_purpose::STANDARD.decode(b).is_err() {
+                    errs.push(err(format!("{p}.blob"), "is not valid base64"));
+                    continue;
+                }
+                (ResourceBody::Blob(b.clone()), "application/octet-stream")
+            } else {
+                errs.push(err(p, "exactly one of text, file or blob must be set"));
+                continue;
+            };
+            if c.resource_index.contains_key(&r.uri) {
+                errs.push(err(format!("{p}.uri"), format!("{:?} is already a resource", r.uri)));
+                continue;
+            }
+            let mime = r.mime_type.clone().unwrap_or_else(|| default_mime.to_string());
+            let mut def = json!({"uri": r.uri, "name": r.name, "mimeType": mime});
+            if let Some(t) = &r.title {
+                def["title"] = json!(t);
+            }
+            if let Some(d) = &r.description {
+                def["description"] = json!(d);
+            }
+            c.add_resource(ResourceEntry { def, uri: r.uri.clone(), mime, body });
+        }
+        for (i, t) in mcp.resource_templates.iter().enumerate() {
+            let p = format!("mcp.resourceTemplates[{i}]");
+            let template = match UriTemplate::parse(&t.uri_template) {
+                Ok(x) => x,
+                Err(e) => {
+                    errs.push(err(format!("{p}.uriTemplate"), e));
+                    continue;
+                }
+            };
+            let mime = t.mime_type.clone().unwrap_or_else(|| "text/plain".into());
+            let mut def = json!({"uriTemplate": t.uri_template, "name": t.name, "mimeType": mime});
+            if let Some(x) = &t.title {
+                def["title"] = json!(x);
+            }
+            if let Some(d) = &t.description {
+                def["description"] = json!(d);
+            }
+            c.templates.push(TemplateEntry { def, template, mime, body: TemplateBody::Text(t.text.clone()) });
+        }
+        for (i, pr) in mcp.prompts.iter().enumerate() {
+            let p = format!("mcp.prompts[{i}]");
+            if c.prompt_index.contains_key(&pr.name) {
+                errs.push(err(format!("{p}.name"), format!("{:?} is already a prompt", pr.name)));
+                continue;
+            }
+            c.add_prompt(prompt_entry(pr));
+        }
+        if fixtures {
+            fixtures::add(&mut c);
+        }
+        if errs.is_empty() {
+            Ok(c)
+        } else {
+            Err(errs)
+        }
+    }
+
+    pub fn add_tool(&mut self, t: ToolEntry) {
+        if self.tool_index.contains_key(&t.name) {
+            return;
+        }
+        self.tool_index.insert(t.name.clone(), self.tools.len());
+        self.tools.push(t);
+    }
+    pub fn add_resource(&mut self, r: ResourceEntry) {
+        if self.resource_index.contains_key(&r.uri) {
+            return;
+        }
+        self.resource_index.insert(r.uri.clone(), self.resources.len());
+        self.resources.push(r);
+    }
+    pub fn add_prompt(&mut self, p: PromptEntry) {
+        if self.prompt_index.contains_key(&p.name) {
+            return;
+        }
+        self.prompt_index.insert(p.name.clone(), self.prompts.len());
+        self.prompts.push(p);
+    }
+    pub fn tool(&self, name: &str) -> Option<&ToolEntry> {
+        self.tool_index.get(name).map(|i| &self.tools[*i])
+    }
+    pub fn resource(&self, uri: &str) -> Option<&ResourceEntry> {
+        self.resource_index.get(uri).map(|i| &self.resources[*i])
+    }
+    pub fn prompt(&self, name: &str) -> Option<&PromptEntry> {
+        self.prompt_index.get(name).map(|i| &self.prompts[*i])
+    }
+    pub fn template_for(&self, uri: &str) -> Option<(&TemplateEntry, Vec<(String, String)>)> {
+        self.templates.iter().find_map(|t| t.template.matches(uri).map(|v| (t, v)))
+    }
+}
+
+pub fn prompt_entry(pr: &PromptSpec) -> PromptEntry {
+    let mut def = json!({"name": pr.name, "description": pr.description.clone().unwrap_or_else(|| pr.name.clone())});
+    if let Some(t) = &pr.title {
+        def["title"] = json!(t);
+    }
+    if !pr.arguments.is_empty() {
+        def["arguments"] = Value::Array(
+            pr.arguments
+                .iter()
+                .map(|a| {
+                    let mut o = json!({"name": a.name, "required": a.required});
+                    if let Some(d) = &a.description {
+                        o["description"] = json!(d);
+                    }
+                    o
+                })
+                .collect(),
+        );
+    }
+    PromptEntry {
+        name: pr.name.clone(),
+        def,
+        required: pr.arguments.iter().filter(|a| a.required).map(|a| a.name.clone()).collect(),
+        completions: pr.arguments.iter().map(|a| (a.name.clone(), a.completions.clone())).collect(),
+        body: PromptBody::Spec(pr.clone()),
+    }
+}
+
+/// A page of `items` starting at the opaque `cursor`; the cursor is the base64 of an offset.
+pub fn page<'a, T>(items: &'a [T], cursor: Option<&str>, size: usize) -> Result<(&'a [T], Option<String>), String> {
+    let start = match cursor {
+        None => 0,
+        Some(c) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok()))
+            .filter(|n| *n <= items.len())
+            .ok_or_else(|| format!("invalid cursor {c:?}"))?,
+    };
+    let end = (start + size).min(items.len());
+    let next = (end < items.len()).then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o:{end}")));
+    Ok((&items[start..end], next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_with_opaque_cursors() {
+        let items: Vec<u32> = (0..5).collect();
+        let (a, next) = page(&items, None, 2).unwrap();
+        assert_eq!(a, &[0, 1]);
+        let (b, next2) = page(&items, next.as_deref(), 2).unwrap();
+        assert_eq!(b, &[2, 3]);
+        let (c, last) = page(&items, next2.as_deref(), 2).unwrap();
+        assert_eq!((c, last), (&[4][..], None));
+        assert!(page(&items, Some("garbage"), 2).is_err());
+    }
+
+    #[test]
+    fn builds_default_catalog_and_reports_bad_schemas() {
+        let c = Catalog::build(&McpSpec::default(), false).unwrap();
+        assert!(c.tool("echo").is_some() && c.tool("cluster_status").is_some());
+        assert!(c.tool("test_simple_text").is_none());
+        assert!(c.resource(builtin::NODE_STATUS_URI).is_some());
+        let spec: McpSpec = serde_yaml::from_str("tools:\n  - name: bad\n    inputSchema: {type: object, properties: {a: {type: 12}}}\n    backend: {command: {command: [cat]}}\n").unwrap();
+        let errs = Catalog::build(&spec, false).err().unwrap();
+        assert_eq!(errs[0].field, "mcp.tools[0].inputSchema");
+        let with_fixtures = Catalog::build(&McpSpec::default(), true).unwrap();
+        assert!(with_fixtures.tool("test_simple_text").is_some());
+    }
+}

@@ -1,0 +1,288 @@
+//! JSON-RPC 2.0 envelope: parsing once into a small owned struct, error codes, and response
+//! serialisation straight to bytes.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const PARSE_ERROR: i32 = -32700;
+pub const INVALID_REQUEST: i32 = -32600;
+pub const METHOD_NOT_FOUND: i32 = -32601;
+pub const INVALID_PARAMS: i32 = -32602;
+pub const INTERNAL_ERROR: i32 = -32603;
+/// Legacy (2025-11-25 and earlier) "resource not found".
+pub const RESOURCE_NOT_FOUND_LEGACY: i32 = -32002;
+pub const HEADER_MISMATCH: i32 = -32020;
+pub const MISSING_CLIENT_CAPABILITY: i32 = -32021;
+pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
+
+/// A request id: string or integer (MCP forbids null).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Id {
+    Num(i64),
+    Str(String),
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Id::Num(n) => write!(f, "{n}"),
+            Id::Str(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// One parsed inbound message. Requests, notifications and responses share the shape.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: Option<Id>,
+    pub method: Option<String>,
+    pub params: Option<Value>,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+}
+
+impl Message {
+    pub fn is_request(&self) -> bool {
+        self.method.is_some() && self.id.is_some()
+    }
+    pub fn is_notification(&self) -> bool {
+        self.method.is_some() && self.id.is_none()
+    }
+    pub fn is_response(&self) -> bool {
+        self.method.is_none() && (self.result.is_some() || self.error.is_some())
+    }
+    pub fn method(&self) -> &str {
+        self.method.as_deref().unwrap_or("")
+    }
+    /// `params._meta`, when present.
+    pub fn meta(&self) -> Option<&serde_json::Map<String, Value>> {
+        self.params.as_ref()?.get("_meta")?.as_object()
+    }
+    pub fn param_str(&self, key: &str) -> Option<&str> {
+        self.params.as_ref()?.get(key)?.as_str()
+    }
+}
+
+/// A JSON-RPC error plus the HTTP status it maps to on Streamable HTTP.
+#[derive(Debug, Clone)]
+pub struct RpcError {
+    pub code: i32,
+    pub message: Cow<'static, str>,
+    pub data: Option<Value>,
+    pub http_status: u16,
+}
+
+impl RpcError {
+    pub fn new(code: i32, message: impl Into<Cow<'static, str>>) -> Self {
+        let http_status = match code {
+            PARSE_ERROR | INVALID_REQUEST => 400,
+            HEADER_MISMATCH | MISSING_CLIENT_CAPABILITY | UNSUPPORTED_PROTOCOL_VERSION => 400,
+            _ => 200,
+        };
+        Self { code, message: message.into(), data: None, http_status }
+    }
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.http_status = status;
+        self
+    }
+    pub fn parse(msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(PARSE_ERROR, msg)
+    }
+    pub fn invalid_request(msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(INVALID_REQUEST, msg)
+    }
+    pub fn method_not_found(method: &str) -> Self {
+        Self::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))
+    }
+    pub fn invalid_params(msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(INVALID_PARAMS, msg)
+    }
+    pub fn internal(msg: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(INTERNAL_ERROR, msg)
+    }
+    pub fn to_value(&self) -> Value {
+        let mut e = serde_json::Map::new();
+        e.insert("code".into(), self.code.into());
+        e.insert("message".into(), Value::String(self.message.to_string()));
+        if let Some(d) = &self.data {
+            e.insert("data".into(), d.clone());
+        }
+        Value::Object(e)
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    jsonrpc: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    method: Option<Value>,
+    params: Option<Value>,
+    result: Option<Value>,
+    error: Option<Value>,
+}
+
+// Distinguishes `"id": null` (present) from a missing id.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// What a body held: one message or a batch (batches exist only in 2025-03-26).
+pub enum Parsed {
+    Single(Result<Message, (Option<Id>, RpcError)>),
+    Batch(Vec<Result<Message, (Option<Id>, RpcError)>>),
+}
+
+/// Parse a body. Invalid JSON is a parse error; a JSON value of the wrong shape is an invalid
+/// request carrying whatever id could be read.
+pub fn parse(body: &[u8]) -> Result<Parsed, RpcError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| RpcError::parse(format!("Parse error: {e}")))?;
+    match v {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(RpcError::invalid_request("Invalid Request: empty batch"));
+            }
+            Ok(Parsed::Batch(items.into_iter().map(from_value).collect()))
+        }
+        other => Ok(Parsed::Single(from_value(other))),
+    }
+}
+
+pub fn from_value(v: Value) -> Result<Message, (Option<Id>, RpcError)> {
+    if !v.is_object() {
+        return Err((None, RpcError::invalid_request("Invalid Request: message must be an object")));
+    }
+    let env: Envelope = serde_json::from_value(v)
+        .map_err(|e| (None, RpcError::invalid_request(format!("Invalid Request: {e}"))))?;
+    let id = match env.id {
+        None => None,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) => Some(Id::Num(i)),
+            None => return Err((None, RpcError::invalid_request("Invalid Request: id must be a string or integer"))),
+        },
+        Some(Value::String(s)) => Some(Id::Str(s)),
+        Some(_) => return Err((None, RpcError::invalid_request("Invalid Request: id must be a string or integer"))),
+    };
+    if env.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
+        return Err((id, RpcError::invalid_request("Invalid Request: jsonrpc must be \"2.0\"")));
+    }
+    let method = match env.method {
+        None => None,
+        Some(Value::String(m)) => Some(m),
+        Some(_) => return Err((id, RpcError::invalid_request("Invalid Request: method must be a string"))),
+    };
+    if let Some(p) = &env.params {
+        if !p.is_object() && !p.is_array() {
+            return Err((id, RpcError::invalid_request("Invalid Request: params must be an object")));
+        }
+    }
+    if method.is_none() {
+        if env.result.is_none() && env.error.is_none() {
+            return Err((id, RpcError::invalid_request("Invalid Request: missing method")));
+        }
+        if id.is_none() && env.error.is_none() {
+            return Err((None, RpcError::invalid_request("Invalid Request: response without id")));
+        }
+    }
+    Ok(Message { id, method, params: env.params, result: env.result, error: env.error })
+}
+
+#[derive(Serialize)]
+struct ResultOut<'a> {
+    jsonrpc: &'static str,
+    id: &'a Id,
+    result: &'a Value,
+}
+
+#[derive(Serialize)]
+struct ErrorOut<'a> {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a Id>,
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: i32,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+}
+
+pub fn result_bytes(id: &Id, result: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(&ResultOut { jsonrpc: "2.0", id, result }).unwrap_or_default())
+}
+
+pub fn error_bytes(id: Option<&Id>, err: &RpcError) -> Bytes {
+    let out = ErrorOut {
+        jsonrpc: "2.0",
+        id,
+        error: ErrorBody { code: err.code, message: &err.message, data: err.data.as_ref() },
+    };
+    Bytes::from(serde_json::to_vec(&out).unwrap_or_default())
+}
+
+pub fn response_bytes(id: &Id, r: &Result<Value, RpcError>) -> Bytes {
+    match r {
+        Ok(v) => result_bytes(id, v),
+        Err(e) => error_bytes(Some(id), e),
+    }
+}
+
+pub fn notification(method: &str, params: Value) -> Value {
+    serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params})
+}
+
+pub fn request(id: &Id, method: &str, params: Value) -> Value {
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(b: &str) -> Result<Message, (Option<Id>, RpcError)> {
+        match parse(b.as_bytes()).unwrap() {
+            Parsed::Single(m) => m,
+            Parsed::Batch(_) => panic!("batch"),
+        }
+    }
+
+    #[test]
+    fn parses_request_and_notification() {
+        let m = single(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#).unwrap();
+        assert!(m.is_request());
+        assert_eq!(m.id, Some(Id::Num(7)));
+        let n = single(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        assert!(n.is_notification());
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        assert_eq!(parse(b"{nope").err().unwrap().code, PARSE_ERROR);
+        assert_eq!(single("42").unwrap_err().1.code, INVALID_REQUEST);
+        assert_eq!(single(r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err().1.code, INVALID_REQUEST);
+        let (id, e) = single(r#"{"jsonrpc":"2.0","id":"a","method":5}"#).unwrap_err();
+        assert_eq!((id, e.code), (Some(Id::Str("a".into())), INVALID_REQUEST));
+        assert_eq!(single(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#).unwrap_err().1.code, INVALID_REQUEST);
+        assert_eq!(single(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).unwrap_err().1.code, INVALID_REQUEST);
+        assert!(matches!(parse(b"[]"), Err(e) if e.code == INVALID_REQUEST));
+    }
+
+    #[test]
+    fn serialises_errors_without_id() {
+        let b = error_bytes(None, &RpcError::parse("bad"));
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["error"]["code"], PARSE_ERROR);
+        assert!(v.get("id").is_none());
+    }
+}

@@ -1,0 +1,187 @@
+//! The protocol core: takes a parsed request plus a context and returns a result or error. It
+//! knows nothing of HTTP, sockets or Kubernetes; transports decide how bytes move, this decides
+//! what they say. One file per method family.
+
+pub mod completion;
+pub mod context;
+pub mod jsonrpc;
+pub mod lifecycle;
+pub mod mrtr;
+pub mod prompts;
+pub mod resources;
+pub mod revision;
+pub mod subscriptions;
+pub mod tools;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use crate::catalog::Catalog;
+use crate::node::{ClusterView, Lifecycle, NodeIdentity};
+use crate::observe::metrics::Metrics;
+use crate::session::SessionRegistry;
+use context::{Ctx, Era};
+use jsonrpc::{Message, RpcError};
+
+/// Server-wide events fanned out to listen streams and legacy standalone streams.
+#[derive(Debug, Clone)]
+pub enum ServerEvent {
+    /// `tools`, `prompts` or `resources`.
+    ListChanged(&'static str),
+    ResourceUpdated(Arc<str>),
+}
+
+pub static EMPTY_OBJECT: LazyLock<Value> = LazyLock::new(|| json!({}));
+
+/// Methods whose modern results carry `ttlMs` / `cacheScope`.
+const CACHEABLE: &[&str] = &["server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"];
+
+pub struct Core {
+    pub catalog: Catalog,
+    pub sessions: SessionRegistry,
+    pub node: NodeIdentity,
+    pub cluster: Arc<dyn ClusterView>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Arc<Metrics>,
+    pub state_key: mrtr::StateKey,
+    pub events: broadcast::Sender<ServerEvent>,
+    pub page_size: usize,
+    /// `public` without authentication, `private` with it.
+    pub cache_scope: &'static str,
+    pub list_ttl_ms: u64,
+    pub request_timeout: Duration,
+    /// Open client connections (all transports).
+    pub connections: AtomicI64,
+    pub server_info: Value,
+    pub instructions: Option<String>,
+}
+
+pub struct CoreParts {
+    pub catalog: Catalog,
+    pub sessions: SessionRegistry,
+    pub node: NodeIdentity,
+    pub cluster: Arc<dyn ClusterView>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Arc<Metrics>,
+    pub cookie: Option<String>,
+    pub page_size: usize,
+    pub authenticated: bool,
+    pub request_timeout: Duration,
+}
+
+impl Core {
+    pub fn new(p: CoreParts) -> Self {
+        Self {
+            catalog: p.catalog,
+            sessions: p.sessions,
+            node: p.node,
+            cluster: p.cluster,
+            lifecycle: p.lifecycle,
+            metrics: p.metrics,
+            state_key: mrtr::StateKey::new(p.cookie.as_deref()),
+            events: broadcast::channel(1024).0,
+            page_size: p.page_size,
+            cache_scope: if p.authenticated { "private" } else { "public" },
+            list_ttl_ms: 60_000,
+            request_timeout: p.request_timeout,
+            connections: AtomicI64::new(0),
+            server_info: json!({"name": "erlmcp", "title": "erlmcp", "version": env!("CARGO_PKG_VERSION")}),
+            instructions: None,
+        }
+    }
+
+    /// Handle one request (not `initialize`, not `subscriptions/listen`: transports own those
+    /// because they create state or streams) and count it.
+    pub async fn handle(&self, msg: &Message, ctx: &Ctx) -> Result<Value, RpcError> {
+        let start = Instant::now();
+        let method = msg.method();
+        let r = match tokio::time::timeout(self.request_timeout, self.dispatch(msg, ctx)).await {
+            Ok(r) => r,
+            Err(_) => Err(RpcError::internal(format!("request timed out after {}s", self.request_timeout.as_secs()))),
+        };
+        let r = self.finish(method, r, &ctx.era);
+        self.metrics.request(method, ctx.transport, r.is_ok(), start.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn dispatch(&self, msg: &Message, ctx: &Ctx) -> Result<Value, RpcError> {
+        let params = msg.params.as_ref().unwrap_or(&EMPTY_OBJECT);
+        if !params.is_object() {
+            return Err(RpcError::invalid_params("params must be an object"));
+        }
+        let modern = ctx.era.is_modern();
+        match msg.method() {
+            "tools/list" => tools::list(self, params, ctx),
+            "tools/call" => tools::call(self, params, ctx).await,
+            "resources/list" => resources::list(self, params),
+            "resources/templates/list" => resources::templates(self, params),
+            "resources/read" => resources::read(self, params, ctx).await,
+            "prompts/list" => prompts::list(self, params),
+            "prompts/get" => prompts::get(self, params, ctx).await,
+            "completion/complete" => completion::complete(self, params),
+            "server/discover" if modern => Ok(lifecycle::discover(self)),
+            "ping" if !modern => Ok(json!({})),
+            "logging/setLevel" if !modern => lifecycle::set_level(params, ctx),
+            "resources/subscribe" if !modern => resources::subscribe(self, params, ctx, true),
+            "resources/unsubscribe" if !modern => resources::subscribe(self, params, ctx, false),
+            "initialize" if !modern => Err(RpcError::invalid_request("Session already initialized")),
+            m => Err(self.not_found(m, modern)),
+        }
+    }
+
+    pub fn not_found(&self, method: &str, modern: bool) -> RpcError {
+        let e = RpcError::method_not_found(method);
+        if modern {
+            e.with_status(404)
+        } else {
+            e
+        }
+    }
+
+    /// Shape a result for its era: modern results carry `resultType`, server identity and, when
+    /// cacheable, caching hints.
+    fn finish(&self, method: &str, r: Result<Value, RpcError>, era: &Era) -> Result<Value, RpcError> {
+        let mut v = r?;
+        if let (Era::Modern(_), Some(o)) = (era, v.as_object_mut()) {
+            o.entry("resultType").or_insert_with(|| json!("complete"));
+            let meta = o.entry("_meta").or_insert_with(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                m.insert(revision::META_SERVER_INFO.into(), self.server_info.clone());
+            }
+            if CACHEABLE.contains(&method) && o.get("resultType").and_then(Value::as_str) == Some("complete") {
+                o.entry("ttlMs").or_insert_with(|| json!(self.list_ttl_ms));
+                o.entry("cacheScope").or_insert_with(|| json!(self.cache_scope));
+            }
+        }
+        Ok(v)
+    }
+
+    pub fn notify_list_changed(&self, what: &'static str) {
+        let _ = self.events.send(ServerEvent::ListChanged(what));
+    }
+
+    pub fn notify_resource_updated(&self, uri: &str) {
+        let _ = self.events.send(ServerEvent::ResourceUpdated(uri.into()));
+    }
+
+    /// This node as `/status`, `cluster_status` and `erlmcp://node/status` report it.
+    pub fn node_status(&self) -> Value {
+        let peers = self.cluster.peers();
+        json!({
+            "node": self.node.name,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptimeSeconds": (self.lifecycle.uptime_seconds() * 10.0).round() / 10.0,
+            "ready": self.lifecycle.is_ready(),
+            "draining": self.lifecycle.is_draining(),
+            "sessions": self.sessions.len(),
+            "connections": self.connections.load(Ordering::Relaxed),
+            "peers": peers,
+            "clusterNodes": peers.iter().filter(|p| p.state == "up").count() + 1,
+            "expectedNodes": self.cluster.expected_nodes(),
+        })
+    }
+}

@@ -1,0 +1,69 @@
+//! The deprecated HTTP+SSE transport (2024-11-05): `GET /sse` opens an event stream whose first
+//! event names the POST endpoint (`/messages?sessionId=...`); client messages are POSTed there
+//! and every server message, responses included, flows back on the stream.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, Response, StatusCode};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::conn::Conn;
+use super::{empty, guard, rpc_error_response, sse_event, sse_response, Shared};
+use crate::protocol::jsonrpc::RpcError;
+use crate::session::LIVE_BUFFER;
+
+pub async fn open(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response<Body> {
+    let principal = match guard(&st, &headers, peer) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(LIVE_BUFFER);
+    let conn = Conn::new(st.core.clone(), "sse", out_tx.clone(), principal, st.limits.in_flight.clone());
+    let key = uuid::Uuid::new_v4().simple().to_string();
+    st.sse_conns.insert(key.clone(), conn.clone());
+    let endpoint = Bytes::from(format!("event: endpoint\ndata: /messages?sessionId={key}\n\n"));
+    let (body_tx, body_rx) = mpsc::channel::<Bytes>(LIVE_BUFFER);
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        let mut out_rx = out_rx;
+        let drained = st2.core.lifecycle.drained();
+        tokio::pin!(drained);
+        if body_tx.send(endpoint).await.is_ok() {
+            loop {
+                tokio::select! {
+                    _ = body_tx.closed() => break,
+                    _ = &mut drained => {
+                        let _ = body_tx.send(Bytes::from(format!("retry: {}\n\n", st2.retry_ms))).await;
+                        break;
+                    }
+                    m = out_rx.recv() => match m {
+                        Some(b) => if body_tx.send_timeout(sse_event(None, &b), crate::limits::WRITE_TIMEOUT).await.is_err() { break },
+                        None => break,
+                    },
+                }
+            }
+        }
+        st2.sse_conns.remove(&key);
+        conn.close();
+    });
+    drop(out_tx);
+    sse_response(Body::from_stream(ReceiverStream::new(body_rx).map(Ok::<_, Infallible>)))
+}
+
+pub async fn message(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    if let Err(r) = guard(&st, &headers, peer) {
+        return r;
+    }
+    let Some(conn) = q.get("sessionId").and_then(|k| st.sse_conns.get(k).map(|c| c.clone())) else {
+        return rpc_error_response(404, None, &RpcError::invalid_request("Unknown sessionId: open GET /sse first"));
+    };
+    conn.on_frame(&body);
+    empty(StatusCode::ACCEPTED)
+}

@@ -1,0 +1,117 @@
+//! Transports move JSON-RPC between clients and the protocol core: Streamable HTTP (both eras)
+//! on `/mcp`, the legacy HTTP+SSE transport, WebSocket, TCP and stdio. The message-stream
+//! transports (WebSocket, TCP, stdio, legacy SSE) share [`conn`].
+
+pub mod conn;
+pub mod legacy_sse;
+pub mod stdio;
+pub mod streamable_http;
+pub mod tcp;
+pub mod websocket;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::auth::{Auth, AuthError};
+use crate::limits::Limits;
+use crate::protocol::jsonrpc::{self, RpcError};
+use crate::protocol::Core;
+
+/// Shared by every HTTP handler.
+pub struct AppState {
+    pub core: Arc<Core>,
+    pub limits: Limits,
+    pub auth: Auth,
+    /// SSE `retry:` hint in milliseconds (also sent when draining closes streams).
+    pub retry_ms: u64,
+    pub keepalive: Duration,
+    /// Legacy HTTP+SSE connections by their endpoint id.
+    pub sse_conns: dashmap::DashMap<String, Arc<conn::Conn>>,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// A JSON body response.
+pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A JSON-RPC error as an HTTP response.
+pub fn rpc_error_response(status: u16, id: Option<&jsonrpc::Id>, err: &RpcError) -> Response<Body> {
+    json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), jsonrpc::error_bytes(id, err))
+}
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    r
+}
+
+/// One SSE event.
+pub fn sse_event(id: Option<&str>, data: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(data.len() + 48);
+    if let Some(id) = id {
+        b.extend_from_slice(b"id: ");
+        b.extend_from_slice(id.as_bytes());
+        b.push(b'\n');
+    }
+    b.extend_from_slice(b"event: message\ndata: ");
+    b.extend_from_slice(data);
+    b.extend_from_slice(b"\n\n");
+    Bytes::from(b)
+}
+
+pub fn sse_response(body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// The checks every HTTP request to an MCP endpoint passes first: Origin, authentication,
+/// rate limit, draining. Ok carries the principal.
+pub fn guard(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<Option<String>, Response<Body>> {
+    let origin = headers.get(http::header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{0}invalid"));
+    if !state.limits.origin.allows(origin) {
+        return Err(rpc_error_response(403, None, &RpcError::invalid_request("Forbidden: Origin not allowed")));
+    }
+    let principal = match state.auth.check(headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+        Ok(p) => p,
+        Err(e) => {
+            let (msg, hdr) = match e {
+                AuthError::Missing => ("Unauthorized: bearer token required".to_string(), "Bearer realm=\"erlmcp\"".to_string()),
+                AuthError::Invalid(why) => (format!("Unauthorized: {why}"), "Bearer realm=\"erlmcp\", error=\"invalid_token\"".to_string()),
+            };
+            let mut r = rpc_error_response(401, None, &RpcError::invalid_request(msg));
+            if let Ok(v) = HeaderValue::from_str(&hdr) {
+                r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+            }
+            return Err(r);
+        }
+    };
+    let client = principal.clone().unwrap_or_else(|| peer.ip().to_string());
+    if let Err(wait) = state.limits.rate.check(&client) {
+        state.core.metrics.rate_limited.inc();
+        let err = RpcError::new(-31_001, "Rate limit exceeded").with_data(json!({"retryAfterMs": wait.as_millis() as u64}));
+        let mut r = rpc_error_response(429, None, &err);
+        r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        return Err(r);
+    }
+    if state.core.lifecycle.is_draining() {
+        let mut r = rpc_error_response(503, None, &RpcError::internal("Server is shutting down; retry on another node"));
+        r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Err(r);
+    }
+    Ok(principal)
+}
