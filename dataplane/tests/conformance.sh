@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The official MCP conformance suite (@modelcontextprotocol/conformance@0.2.0-alpha.12, run with
+# Node 22) against `erlmcp serve --config config/conformance.yaml --fixtures`, for both
+# requirement sets (2025-11-25 and 2026-07-28), with an empty expected-failures list. Fails if a
+# tool is missing (never skips) or any scored scenario fails.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+NODE=$(bash "$TOOLS" node22 | tail -n1) || fail "Node 22 unavailable (scripts/tools.sh node22)"
+SUITE=$(bash "$TOOLS" conformance | tail -n1) || fail "conformance suite unavailable (scripts/tools.sh conformance)"
+[[ -x "$NODE" && -f "$SUITE" ]] || fail "conformance tools missing: $NODE $SUITE"
+
+build_erlmcp
+trap stop_erlmcp EXIT
+start_erlmcp --config "$ROOT/config/conformance.yaml" --fixtures
+
+OUT=$(mktemp -d -t erlmcp-conformance.XXXXXX)
+status=0
+for req in 2025-11-25 2026-07-28; do
+  echo "== conformance server --requirements $req against $MCP_URL"
+  if "$NODE" "$SUITE" server --url "$MCP_URL" --requirements "$req" -o "$OUT/$req" >"$OUT/$req.log" 2>&1; then
+    grep -E '^Total:' "$OUT/$req.log" || true
+    echo "PASS $req"
+  else
+    grep -E '✗|^Total:|Failed Checks' "$OUT/$req.log" || tail -n 40 "$OUT/$req.log"
+    echo "FAIL $req (full log: $OUT/$req.log)"
+    status=1
+  fi
+  # Not-scored scenarios (extensions, pending) are reported but do not fail the run.
+  sed -n '/Not scored/,$p' "$OUT/$req.log"
+done
+exit $status
