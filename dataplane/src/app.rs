@@ -38,24 +38,42 @@ impl Listeners {
     pub async fn bind(cfg: &RuntimeConfig) -> anyhow::Result<Self> {
         let bind = |port: u16, what: &'static str| {
             let addr = SocketAddr::new(cfg.bind, port);
-            async move { TcpListener::bind(addr).await.with_context(|| format!("{what}: cannot listen on {addr}")) }
+            async move {
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("{what}: cannot listen on {addr}"))
+            }
         };
         Ok(Self {
             mcp: bind(cfg.mcp_port(), "ERLMCP_PORT").await?,
             health: bind(cfg.health_port(), "HEALTH_PORT").await?,
             metrics: bind(cfg.metrics_port(), "METRICS_PORT").await?,
-            tcp: if cfg.file.mcp.transports.tcp.enabled { Some(bind(cfg.file.mcp.transports.tcp.port, "mcp.transports.tcp.port").await?) } else { None },
+            tcp: if cfg.file.mcp.transports.tcp.enabled {
+                Some(bind(cfg.file.mcp.transports.tcp.port, "mcp.transports.tcp.port").await?)
+            } else {
+                None
+            },
         })
     }
 }
 
 /// Everything needed to run; built (and validated) before any listener serves.
-pub fn build_state(cfg: &RuntimeConfig, cluster: Arc<dyn ClusterView>, lifecycle: Arc<Lifecycle>) -> Result<Shared, ConfigErrors> {
+pub fn build_state(
+    cfg: &RuntimeConfig,
+    cluster: Arc<dyn ClusterView>,
+    lifecycle: Arc<Lifecycle>,
+) -> Result<Shared, ConfigErrors> {
     let catalog = Catalog::build(&cfg.file.mcp, cfg.fixtures).map_err(ConfigErrors)?;
-    let auth = Auth::from_spec(&cfg.file.mcp.auth).map_err(|(field, message)| ConfigErrors(vec![ConfigError { field, message }]))?;
+    let auth = Auth::from_spec(&cfg.file.mcp.auth)
+        .map_err(|(field, message)| ConfigErrors(vec![ConfigError { field, message }]))?;
     let metrics = Arc::new(Metrics::new());
     let node = NodeIdentity::new(&cfg.node_name);
-    let sessions = SessionRegistry::new(node.clone(), cfg.file.mcp.sessions.max_sessions as usize, Duration::from_secs(cfg.file.mcp.sessions.idle_timeout_seconds as u64), metrics.clone());
+    let sessions = SessionRegistry::new(
+        node.clone(),
+        cfg.file.mcp.sessions.max_sessions as usize,
+        Duration::from_secs(cfg.file.mcp.sessions.idle_timeout_seconds as u64),
+        metrics.clone(),
+    );
     let core = Arc::new(Core::new(CoreParts {
         catalog,
         sessions,
@@ -82,35 +100,64 @@ pub fn mcp_router(state: Shared, cfg: &RuntimeConfig) -> Router {
     let t = &cfg.file.mcp.transports;
     let mut r = Router::new();
     if t.streamable_http {
-        r = r.route("/mcp", post(streamable_http::post).get(streamable_http::get).delete(streamable_http::delete));
+        r = r.route(
+            "/mcp",
+            post(streamable_http::post)
+                .get(streamable_http::get)
+                .delete(streamable_http::delete),
+        );
     }
     if t.legacy_sse {
-        r = r.route("/sse", get(legacy_sse::open)).route("/messages", post(legacy_sse::message));
+        r = r
+            .route("/sse", get(legacy_sse::open))
+            .route("/messages", post(legacy_sse::message));
     }
     if t.websocket {
         r = r.route("/ws", get(websocket::upgrade));
     }
-    r.layer(DefaultBodyLimit::max(state.limits.max_body)).with_state(state)
+    r.layer(DefaultBodyLimit::max(state.limits.max_body))
+        .with_state(state)
 }
 
 fn tls_acceptor(cfg: &RuntimeConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
-    let Some(t) = &cfg.client_tls else { return Ok(None) };
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(&t.cert_file).with_context(|| format!("tls.certFile: {}", t.cert_file))?))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("tls.certFile: {} is not PEM", t.cert_file))?;
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(&t.key_file).with_context(|| format!("tls.keyFile: {}", t.key_file))?))
-        .with_context(|| format!("tls.keyFile: {} is not PEM", t.key_file))?
-        .with_context(|| format!("tls.keyFile: no private key in {}", t.key_file))?;
-    let mut sc = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).context("tls: certificate and key do not match")?;
+    let Some(t) = &cfg.client_tls else {
+        return Ok(None);
+    };
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(&t.cert_file)
+            .with_context(|| format!("tls.certFile: {}", t.cert_file))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .with_context(|| format!("tls.certFile: {} is not PEM", t.cert_file))?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(&t.key_file).with_context(|| format!("tls.keyFile: {}", t.key_file))?,
+    ))
+    .with_context(|| format!("tls.keyFile: {} is not PEM", t.key_file))?
+    .with_context(|| format!("tls.keyFile: no private key in {}", t.key_file))?;
+    let mut sc = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("tls: certificate and key do not match")?;
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(sc))))
 }
 
 /// Serve HTTP (optionally TLS) with a connection cap, keep-alive, and graceful shutdown.
-pub async fn serve_http(listener: TcpListener, router: Router, tls: Option<tokio_rustls::TlsAcceptor>, conns: Option<Arc<tokio::sync::Semaphore>>, stop: impl std::future::Future<Output = ()> + Send + 'static, grace: Duration) {
+pub async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    conns: Option<Arc<tokio::sync::Semaphore>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .keep_alive(true);
     let builder = Arc::new(builder);
     tokio::pin!(stop);
     loop {
@@ -138,7 +185,8 @@ pub async fn serve_http(listener: TcpListener, router: Router, tls: Option<tokio
         let _ = sock.set_nodelay(true);
         let router = router.clone();
         let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             router.clone().oneshot(req)
         });
         let builder = builder.clone();
@@ -152,7 +200,11 @@ pub async fn serve_http(listener: TcpListener, router: Router, tls: Option<tokio
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
                 Some(acc) => {
-                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await else { return };
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await
+                    else {
+                        return;
+                    };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 }
@@ -187,7 +239,9 @@ impl Running {
         let deadline = tokio::time::Instant::now() + grace;
         // Requests hold permits; wait until every permit is back or the grace period ends.
         while tokio::time::Instant::now() < deadline {
-            if sem.available_permits() >= total && core.connections.load(std::sync::atomic::Ordering::Relaxed) <= 0 {
+            if sem.available_permits() >= total
+                && core.connections.load(std::sync::atomic::Ordering::Relaxed) <= 0
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -204,8 +258,14 @@ impl Running {
     }
 }
 
-pub async fn start(cfg: RuntimeConfig, cluster: Arc<dyn ClusterView>, lifecycle: Arc<Lifecycle>, listeners: Listeners) -> anyhow::Result<Running> {
-    let state = build_state(&cfg, cluster, lifecycle.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+pub async fn start(
+    cfg: RuntimeConfig,
+    cluster: Arc<dyn ClusterView>,
+    lifecycle: Arc<Lifecycle>,
+    listeners: Listeners,
+) -> anyhow::Result<Running> {
+    let state =
+        build_state(&cfg, cluster, lifecycle.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tls = tls_acceptor(&cfg)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopper = move || {
@@ -220,9 +280,30 @@ pub async fn start(cfg: RuntimeConfig, cluster: Arc<dyn ClusterView>, lifecycle:
     let metrics_addr = listeners.metrics.local_addr()?;
     let tcp_addr = listeners.tcp.as_ref().map(|l| l.local_addr()).transpose()?;
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(serve_http(listeners.mcp, mcp_router(state.clone(), &cfg), tls, Some(state.limits.connections.clone()), stopper(), grace)));
-    tasks.push(tokio::spawn(serve_http(listeners.health, health::health_router(state.core.clone()), None, None, stopper(), grace)));
-    tasks.push(tokio::spawn(serve_http(listeners.metrics, health::metrics_router(state.core.clone()), None, None, stopper(), grace)));
+    tasks.push(tokio::spawn(serve_http(
+        listeners.mcp,
+        mcp_router(state.clone(), &cfg),
+        tls,
+        Some(state.limits.connections.clone()),
+        stopper(),
+        grace,
+    )));
+    tasks.push(tokio::spawn(serve_http(
+        listeners.health,
+        health::health_router(state.core.clone()),
+        None,
+        None,
+        stopper(),
+        grace,
+    )));
+    tasks.push(tokio::spawn(serve_http(
+        listeners.metrics,
+        health::metrics_router(state.core.clone()),
+        None,
+        None,
+        stopper(),
+        grace,
+    )));
     if let Some(l) = listeners.tcp {
         tasks.push(tokio::spawn(tcp::serve(state.clone(), l)));
     }
@@ -247,5 +328,13 @@ pub async fn start(cfg: RuntimeConfig, cluster: Arc<dyn ClusterView>, lifecycle:
     });
     lifecycle.set_ready(true);
     tracing::info!(node = %state.core.node.name, %mcp_addr, %health_addr, %metrics_addr, tools = state.core.catalog.tools.len(), fixtures = cfg.fixtures, "erlmcp serving");
-    Ok(Running { state, mcp_addr, health_addr, metrics_addr, tcp_addr, stop: stop_tx, tasks })
+    Ok(Running {
+        state,
+        mcp_addr,
+        health_addr,
+        metrics_addr,
+        tcp_addr,
+        stop: stop_tx,
+        tasks,
+    })
 }

@@ -91,11 +91,16 @@ impl Env for BTreeMap<String, String> {
 }
 
 /// Read the file (if any), overlay the environment, validate.
-pub fn load(path: Option<&Path>, env: &dyn Env, fixtures: bool) -> Result<RuntimeConfig, ConfigErrors> {
+pub fn load(
+    path: Option<&Path>,
+    env: &dyn Env,
+    fixtures: bool,
+) -> Result<RuntimeConfig, ConfigErrors> {
     let file = match path {
         None => DataplaneConfig::default(),
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| one(&p.display().to_string(), format!("cannot read: {e}")))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| one(&p.display().to_string(), format!("cannot read: {e}")))?;
             parse_file(&text).map_err(|e| ConfigErrors(vec![e]))?
         }
     };
@@ -111,21 +116,33 @@ pub fn parse_file(text: &str) -> Result<DataplaneConfig, ConfigError> {
         let msg = e.to_string();
         // serde_yaml puts the field path before the first ": "; keep it as the field.
         match msg.split_once(": ") {
-            Some((path, rest)) if !path.contains(' ') => ConfigError { field: path.to_string(), message: rest.to_string() },
-            _ => ConfigError { field: "(file)".into(), message: msg },
+            Some((path, rest)) if !path.contains(' ') => ConfigError {
+                field: path.to_string(),
+                message: rest.to_string(),
+            },
+            _ => ConfigError {
+                field: "(file)".into(),
+                message: msg,
+            },
         }
     })
 }
 
 fn one(field: &str, message: impl Into<String>) -> ConfigErrors {
-    ConfigErrors(vec![ConfigError { field: field.into(), message: message.into() }])
+    ConfigErrors(vec![ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }])
 }
 
 fn parse_port(errs: &mut Vec<ConfigError>, var: &str, v: &str) -> Option<u16> {
     match v.trim().parse::<u16>() {
         Ok(p) if p > 0 => Some(p),
         _ => {
-            errs.push(ConfigError { field: var.into(), message: format!("{v:?} is not a port (1-65535)") });
+            errs.push(ConfigError {
+                field: var.into(),
+                message: format!("{v:?} is not a port (1-65535)"),
+            });
             None
         }
     }
@@ -136,7 +153,10 @@ fn parse_bool(errs: &mut Vec<ConfigError>, var: &str, v: &str) -> Option<bool> {
         "1" | "true" | "yes" | "on" => Some(true),
         "0" | "false" | "no" | "off" => Some(false),
         _ => {
-            errs.push(ConfigError { field: var.into(), message: format!("{v:?} is not a boolean (true/false)") });
+            errs.push(ConfigError {
+                field: var.into(),
+                message: format!("{v:?} is not a boolean (true/false)"),
+            });
             None
         }
     }
@@ -144,7 +164,11 @@ fn parse_bool(errs: &mut Vec<ConfigError>, var: &str, v: &str) -> Option<bool> {
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "warning", "error"];
 
-pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env, fixtures: bool) -> Result<RuntimeConfig, ConfigErrors> {
+pub fn from_parts(
+    mut file: DataplaneConfig,
+    env: &dyn Env,
+    fixtures: bool,
+) -> Result<RuntimeConfig, ConfigErrors> {
     let mut errs = Vec::new();
 
     if let Some(v) = env.get("ERLMCP_PORT") {
@@ -172,21 +196,37 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env, fixtures: bool) -> R
         if LOG_LEVELS.contains(&v.to_ascii_lowercase().as_str()) {
             file.logging.level = v.to_ascii_lowercase();
         } else {
-            errs.push(ConfigError { field: "ERLMCP_LOG_LEVEL".into(), message: format!("{v:?} is not one of {}", LOG_LEVELS.join(", ")) });
+            errs.push(ConfigError {
+                field: "ERLMCP_LOG_LEVEL".into(),
+                message: format!("{v:?} is not one of {}", LOG_LEVELS.join(", ")),
+            });
         }
     }
     if !LOG_LEVELS.contains(&file.logging.level.as_str()) {
-        errs.push(ConfigError { field: "logging.level".into(), message: format!("{:?} is not one of {}", file.logging.level, LOG_LEVELS.join(", ")) });
+        errs.push(ConfigError {
+            field: "logging.level".into(),
+            message: format!(
+                "{:?} is not one of {}",
+                file.logging.level,
+                LOG_LEVELS.join(", ")
+            ),
+        });
     }
     let environment = env.get("ERLMCP_ENV").unwrap_or_else(|| "production".into());
     let mut log_format = file.logging.format.clone();
     if let Some(f) = env.get("ERLMCP_LOG_FORMAT") {
         log_format = f;
-    } else if matches!(environment.as_str(), "development" | "dev" | "local" | "test") {
+    } else if matches!(
+        environment.as_str(),
+        "development" | "dev" | "local" | "test"
+    ) {
         log_format = "text".into();
     }
     if log_format != "json" && log_format != "text" {
-        errs.push(ConfigError { field: "logging.format".into(), message: format!("{log_format:?} is not json or text") });
+        errs.push(ConfigError {
+            field: "logging.format".into(),
+            message: format!("{log_format:?} is not json or text"),
+        });
     }
     if let Some(v) = env.get("RATE_LIMIT_ENABLED") {
         if let Some(b) = parse_bool(&mut errs, "RATE_LIMIT_ENABLED", &v) {
@@ -201,18 +241,30 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env, fixtures: bool) -> R
                     file.mcp.rate_limit.burst = n.saturating_mul(2);
                 }
             }
-            _ => errs.push(ConfigError { field: "RATE_LIMIT_PER_SECOND".into(), message: format!("{v:?} is not a positive integer") }),
+            _ => errs.push(ConfigError {
+                field: "RATE_LIMIT_PER_SECOND".into(),
+                message: format!("{v:?} is not a positive integer"),
+            }),
         }
     }
 
     // TLS on the client port: the file's `tls` section, or the seeds' variables.
-    let tls_enabled = match env.get("TLS_ENABLED").or_else(|| env.get("ERLMCP_TLS_ENABLED")) {
+    let tls_enabled = match env
+        .get("TLS_ENABLED")
+        .or_else(|| env.get("ERLMCP_TLS_ENABLED"))
+    {
         Some(v) => parse_bool(&mut errs, "TLS_ENABLED", &v),
         None => None,
     };
-    let cert = env.get("TLS_CERT_FILE").or_else(|| env.get("ERLMCP_TLS_CERT_FILE"));
-    let key = env.get("TLS_KEY_FILE").or_else(|| env.get("ERLMCP_TLS_KEY_FILE"));
-    let ca = env.get("TLS_CA_FILE").or_else(|| env.get("ERLMCP_TLS_CA_FILE"));
+    let cert = env
+        .get("TLS_CERT_FILE")
+        .or_else(|| env.get("ERLMCP_TLS_CERT_FILE"));
+    let key = env
+        .get("TLS_KEY_FILE")
+        .or_else(|| env.get("ERLMCP_TLS_KEY_FILE"));
+    let ca = env
+        .get("TLS_CA_FILE")
+        .or_else(|| env.get("ERLMCP_TLS_CA_FILE"));
     if cert.is_some() || key.is_some() || tls_enabled == Some(true) {
         let mut t = file.tls.clone().unwrap_or(TlsFiles {
             cert_file: String::new(),
@@ -241,11 +293,20 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env, fixtures: bool) -> R
     }
     let client_tls = file.tls.clone().filter(|t| t.client_tls);
     if let Some(t) = &client_tls {
-        for (field, path) in [("tls.certFile (TLS_CERT_FILE)", &t.cert_file), ("tls.keyFile (TLS_KEY_FILE)", &t.key_file)] {
+        for (field, path) in [
+            ("tls.certFile (TLS_CERT_FILE)", &t.cert_file),
+            ("tls.keyFile (TLS_KEY_FILE)", &t.key_file),
+        ] {
             if path.is_empty() {
-                errs.push(ConfigError { field: field.into(), message: "is required when TLS is enabled".into() });
+                errs.push(ConfigError {
+                    field: field.into(),
+                    message: "is required when TLS is enabled".into(),
+                });
             } else if let Err(e) = std::fs::metadata(path) {
-                errs.push(ConfigError { field: field.into(), message: format!("{path}: {e}") });
+                errs.push(ConfigError {
+                    field: field.into(),
+                    message: format!("{path}: {e}"),
+                });
             }
         }
     }
@@ -255,28 +316,47 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env, fixtures: bool) -> R
         Some(v) => match v.trim().parse::<IpAddr>() {
             Ok(a) => a,
             Err(_) => {
-                errs.push(ConfigError { field: "ERLMCP_BIND_ADDRESS".into(), message: format!("{v:?} is not an IP address") });
+                errs.push(ConfigError {
+                    field: "ERLMCP_BIND_ADDRESS".into(),
+                    message: format!("{v:?} is not an IP address"),
+                });
                 IpAddr::from([0, 0, 0, 0])
             }
         },
     };
 
     let node_name = env.get("ERLMCP_NODE_NAME").unwrap_or_else(|| {
-        let host = env.get("HOSTNAME").or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string())).unwrap_or_else(|| "localhost".into());
+        let host = env
+            .get("HOSTNAME")
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_else(|| "localhost".into());
         format!("erlmcp@{host}")
     });
 
     let cookie = if let Some(c) = env.get("ERLANG_COOKIE") {
         Some(c)
-    } else if let Some(path) = env.get("ERLANG_COOKIE_FILE").or_else(|| file.cluster.cookie_file.clone()) {
+    } else if let Some(path) = env
+        .get("ERLANG_COOKIE_FILE")
+        .or_else(|| file.cluster.cookie_file.clone())
+    {
         match std::fs::read_to_string(&path) {
             Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
             Ok(_) => {
-                errs.push(ConfigError { field: "ERLANG_COOKIE_FILE".into(), message: format!("{path} is empty") });
+                errs.push(ConfigError {
+                    field: "ERLANG_COOKIE_FILE".into(),
+                    message: format!("{path} is empty"),
+                });
                 None
             }
             Err(e) => {
-                errs.push(ConfigError { field: "ERLANG_COOKIE_FILE".into(), message: format!("{path}: {e}") });
+                errs.push(ConfigError {
+                    field: "ERLANG_COOKIE_FILE".into(),
+                    message: format!("{path}: {e}"),
+                });
                 None
             }
         }
@@ -289,29 +369,57 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env, fixtures: bool) -> R
         Some(v) => match v.trim().parse::<usize>() {
             Ok(n) if n > 0 => n,
             _ => {
-                errs.push(ConfigError { field: "ERLMCP_LIST_PAGE_SIZE".into(), message: format!("{v:?} is not a positive integer") });
+                errs.push(ConfigError {
+                    field: "ERLMCP_LIST_PAGE_SIZE".into(),
+                    message: format!("{v:?} is not a positive integer"),
+                });
                 100
             }
         },
     };
 
     for fe in erlmcp_crds::validate::validate_mcp(&file.mcp, "mcp") {
-        errs.push(ConfigError { field: fe.path, message: fe.message });
+        errs.push(ConfigError {
+            field: fe.path,
+            message: fe.message,
+        });
     }
     // Ports must not collide.
     let mut ports: BTreeMap<u16, &str> = BTreeMap::new();
     let mut claim = |port: u16, what: &'static str, errs: &mut Vec<ConfigError>| {
         if port == 0 {
-            errs.push(ConfigError { field: what.into(), message: "must be between 1 and 65535".into() });
+            errs.push(ConfigError {
+                field: what.into(),
+                message: "must be between 1 and 65535".into(),
+            });
         } else if let Some(other) = ports.insert(port, what) {
-            errs.push(ConfigError { field: what.into(), message: format!("port {port} is already used by {other}") });
+            errs.push(ConfigError {
+                field: what.into(),
+                message: format!("port {port} is already used by {other}"),
+            });
         }
     };
-    claim(file.mcp.transports.port, "mcp.transports.port (ERLMCP_PORT)", &mut errs);
-    claim(file.observe.health_port, "observe.healthPort (HEALTH_PORT)", &mut errs);
-    claim(file.observe.metrics_port, "observe.metricsPort (METRICS_PORT)", &mut errs);
+    claim(
+        file.mcp.transports.port,
+        "mcp.transports.port (ERLMCP_PORT)",
+        &mut errs,
+    );
+    claim(
+        file.observe.health_port,
+        "observe.healthPort (HEALTH_PORT)",
+        &mut errs,
+    );
+    claim(
+        file.observe.metrics_port,
+        "observe.metricsPort (METRICS_PORT)",
+        &mut errs,
+    );
     if file.mcp.transports.tcp.enabled {
-        claim(file.mcp.transports.tcp.port, "mcp.transports.tcp.port", &mut errs);
+        claim(
+            file.mcp.transports.tcp.port,
+            "mcp.transports.tcp.port",
+            &mut errs,
+        );
     }
 
     if !errs.is_empty() {
@@ -336,13 +444,19 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_without_file_or_env() {
         let c = from_parts(DataplaneConfig::default(), &env(&[]), false).unwrap();
-        assert_eq!((c.mcp_port(), c.health_port(), c.metrics_port()), (8080, 9090, 9100));
+        assert_eq!(
+            (c.mcp_port(), c.health_port(), c.metrics_port()),
+            (8080, 9090, 9100)
+        );
         assert_eq!(c.bind.to_string(), "0.0.0.0");
         assert!(c.node_name.starts_with("erlmcp@"));
         assert_eq!(c.log_format, "json");
@@ -353,7 +467,14 @@ mod tests {
         let file = parse_file("mcp:\n  transports:\n    port: 7000\n").unwrap();
         let c = from_parts(
             file,
-            &env(&[("ERLMCP_PORT", "8181"), ("RATE_LIMIT_ENABLED", "true"), ("RATE_LIMIT_PER_SECOND", "1000"), ("ERLMCP_ENV", "development"), ("ERLMCP_NODE_NAME", "erlmcp@n1"), ("ERLANG_COOKIE", "c00kie")]),
+            &env(&[
+                ("ERLMCP_PORT", "8181"),
+                ("RATE_LIMIT_ENABLED", "true"),
+                ("RATE_LIMIT_PER_SECOND", "1000"),
+                ("ERLMCP_ENV", "development"),
+                ("ERLMCP_NODE_NAME", "erlmcp@n1"),
+                ("ERLANG_COOKIE", "c00kie"),
+            ]),
             false,
         )
         .unwrap();
@@ -370,33 +491,68 @@ mod tests {
     fn bad_values_name_their_field() {
         let errs = from_parts(
             DataplaneConfig::default(),
-            &env(&[("ERLMCP_PORT", "http"), ("HEALTH_PORT", "70000"), ("RATE_LIMIT_ENABLED", "maybe"), ("ERLMCP_LOG_LEVEL", "loud"), ("ERLMCP_BIND_ADDRESS", "nowhere"), ("TLS_ENABLED", "true")]),
+            &env(&[
+                ("ERLMCP_PORT", "http"),
+                ("HEALTH_PORT", "70000"),
+                ("RATE_LIMIT_ENABLED", "maybe"),
+                ("ERLMCP_LOG_LEVEL", "loud"),
+                ("ERLMCP_BIND_ADDRESS", "nowhere"),
+                ("TLS_ENABLED", "true"),
+            ]),
             false,
         )
         .unwrap_err();
         let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
-        for f in ["ERLMCP_PORT", "HEALTH_PORT", "RATE_LIMIT_ENABLED", "ERLMCP_LOG_LEVEL", "ERLMCP_BIND_ADDRESS", "tls.certFile (TLS_CERT_FILE)"] {
+        for f in [
+            "ERLMCP_PORT",
+            "HEALTH_PORT",
+            "RATE_LIMIT_ENABLED",
+            "ERLMCP_LOG_LEVEL",
+            "ERLMCP_BIND_ADDRESS",
+            "tls.certFile (TLS_CERT_FILE)",
+        ] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
         }
     }
 
     #[test]
     fn port_collisions_are_errors() {
-        let errs = from_parts(DataplaneConfig::default(), &env(&[("ERLMCP_PORT", "9090")]), false).unwrap_err();
-        assert!(errs.0.iter().any(|e| e.message.contains("already used")), "{errs}");
+        let errs = from_parts(
+            DataplaneConfig::default(),
+            &env(&[("ERLMCP_PORT", "9090")]),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            errs.0.iter().any(|e| e.message.contains("already used")),
+            "{errs}"
+        );
     }
 
     #[test]
     fn file_errors_name_the_field() {
         let e = parse_file("mcp:\n  tools:\n    - name: x\n      bogus: 1\n").unwrap_err();
         assert!(e.field.starts_with("mcp.tools"), "{e}");
-        let errs = from_parts(parse_file("mcp:\n  tools:\n    - name: x\n      backend: {}\n").unwrap(), &env(&[]), false).unwrap_err();
-        assert!(errs.0.iter().any(|e| e.field.starts_with("mcp.tools[0]")), "{errs}");
+        let errs = from_parts(
+            parse_file("mcp:\n  tools:\n    - name: x\n      backend: {}\n").unwrap(),
+            &env(&[]),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            errs.0.iter().any(|e| e.field.starts_with("mcp.tools[0]")),
+            "{errs}"
+        );
     }
 
     #[test]
     fn cookie_file_must_exist() {
-        let errs = from_parts(DataplaneConfig::default(), &env(&[("ERLANG_COOKIE_FILE", "/nonexistent/cookie")]), false).unwrap_err();
+        let errs = from_parts(
+            DataplaneConfig::default(),
+            &env(&[("ERLANG_COOKIE_FILE", "/nonexistent/cookie")]),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(errs.0[0].field, "ERLANG_COOKIE_FILE");
     }
 }

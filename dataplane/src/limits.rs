@@ -26,7 +26,12 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(enabled: bool, per_second: u32, burst: u32) -> Self {
-        Self { enabled, rate: per_second as f64, burst: burst.max(1) as f64, buckets: DashMap::new() }
+        Self {
+            enabled,
+            rate: per_second as f64,
+            burst: burst.max(1) as f64,
+            buckets: DashMap::new(),
+        }
     }
 
     /// Take one token for `client`; Err carries the wait until the next token.
@@ -35,7 +40,10 @@ impl RateLimiter {
             return Ok(());
         }
         let now = Instant::now();
-        let mut b = self.buckets.entry(client.to_string()).or_insert(Bucket { tokens: self.burst, last: now });
+        let mut b = self.buckets.entry(client.to_string()).or_insert(Bucket {
+            tokens: self.burst,
+            last: now,
+        });
         let elapsed = now.duration_since(b.last).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
         b.last = now;
@@ -49,7 +57,8 @@ impl RateLimiter {
 
     /// Forget clients idle long enough to have a full bucket again.
     pub fn sweep(&self) {
-        let full_after = Duration::from_secs_f64(self.burst / self.rate.max(1.0)) + Duration::from_secs(1);
+        let full_after =
+            Duration::from_secs_f64(self.burst / self.rate.max(1.0)) + Duration::from_secs(1);
         self.buckets.retain(|_, b| b.last.elapsed() < full_after);
     }
 }
@@ -60,7 +69,12 @@ pub struct OriginPolicy {
 
 impl OriginPolicy {
     pub fn new(allowed: &[String]) -> Self {
-        Self { allowed: allowed.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect() }
+        Self {
+            allowed: allowed
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        }
     }
 
     /// Requests without Origin pass (non-browser clients). With an empty list only loopback
@@ -76,7 +90,9 @@ impl OriginPolicy {
 }
 
 fn is_loopback_origin(o: &str) -> bool {
-    let Some((_, rest)) = o.split_once("://") else { return false };
+    let Some((_, rest)) = o.split_once("://") else {
+        return false;
+    };
     let host = if let Some(v6) = rest.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
@@ -96,7 +112,11 @@ pub struct Limits {
 impl Limits {
     pub fn new(mcp: &McpSpec) -> Self {
         Self {
-            rate: RateLimiter::new(mcp.rate_limit.enabled, mcp.rate_limit.requests_per_second, mcp.rate_limit.burst),
+            rate: RateLimiter::new(
+                mcp.rate_limit.enabled,
+                mcp.rate_limit.requests_per_second,
+                mcp.rate_limit.burst,
+            ),
             origin: OriginPolicy::new(&mcp.allowed_origins),
             in_flight: Arc::new(Semaphore::new(mcp.limits.max_concurrent_requests as usize)),
             connections: Arc::new(Semaphore::new(mcp.limits.max_connections as usize)),

@@ -44,21 +44,40 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let code = rt.block_on(async move {
-        match cli.cmd.unwrap_or(Cmd::Serve { config: None, stdio: false, fixtures: false, drain_seconds: 20 }) {
+        match cli.cmd.unwrap_or(Cmd::Serve {
+            config: None,
+            stdio: false,
+            fixtures: false,
+            drain_seconds: 20,
+        }) {
             Cmd::Version => {
                 println!("erlmcp {}", env!("CARGO_PKG_VERSION"));
                 0
             }
-            Cmd::Healthcheck { ready, port } => match observe::health::check(port, if ready { "/ready" } else { "/health" }, Duration::from_secs(3)).await {
+            Cmd::Healthcheck { ready, port } => match observe::health::check(
+                port,
+                if ready { "/ready" } else { "/health" },
+                Duration::from_secs(3),
+            )
+            .await
+            {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("unhealthy: {e}");
                     1
                 }
             },
-            Cmd::Serve { config, stdio, fixtures, drain_seconds } => serve(config, stdio, fixtures, Duration::from_secs(drain_seconds)).await,
+            Cmd::Serve {
+                config,
+                stdio,
+                fixtures,
+                drain_seconds,
+            } => serve(config, stdio, fixtures, Duration::from_secs(drain_seconds)).await,
         }
     });
     std::process::exit(code);

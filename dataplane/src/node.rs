@@ -30,12 +30,20 @@ pub struct NodeIdentity {
 
 impl NodeIdentity {
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_string(), session_prefix: session_prefix_for(name) }
+        Self {
+            name: name.to_string(),
+            session_prefix: session_prefix_for(name),
+        }
     }
 
     /// A fresh session id owned by this node. Visible ASCII only (MCP requires 0x21-0x7E).
     pub fn new_session_id(&self) -> String {
-        format!("{}{}{}", self.session_prefix, SESSION_OWNER_SEP, uuid::Uuid::new_v4().simple())
+        format!(
+            "{}{}{}",
+            self.session_prefix,
+            SESSION_OWNER_SEP,
+            uuid::Uuid::new_v4().simple()
+        )
     }
 }
 
@@ -47,7 +55,10 @@ pub fn session_owner(session_id: &str) -> Option<&str> {
 /// `erlmcp@erlmcp-0.erlmcp-headless` → `erlmcp-0.erlmcp-headless`; characters outside
 /// `[A-Za-z0-9.-]` dropped so the id stays a safe header value.
 pub fn session_prefix_for(node_name: &str) -> String {
-    let host = node_name.rsplit_once('@').map(|(_, h)| h).unwrap_or(node_name);
+    let host = node_name
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(node_name);
     let s: String = host
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')

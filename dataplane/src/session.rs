@@ -50,7 +50,8 @@ pub struct Session {
 
 impl Session {
     pub fn touch(&self) {
-        self.last_seen_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_seen_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     fn idle_for(&self) -> Duration {
         let now = self.epoch.elapsed().as_millis() as u64;
@@ -115,7 +116,15 @@ impl EventStore {
     pub fn open(&mut self) -> u64 {
         self.next_stream += 1;
         let id = self.next_stream;
-        self.streams.insert(id, StreamBuf { next_seq: 0, events: VecDeque::new(), live: None, done: false });
+        self.streams.insert(
+            id,
+            StreamBuf {
+                next_seq: 0,
+                events: VecDeque::new(),
+                live: None,
+                done: false,
+            },
+        );
         self.order.push_back(id);
         while self.order.len() > MAX_STREAMS_PER_SESSION {
             if let Some(old) = self.order.pop_front() {
@@ -161,7 +170,12 @@ impl EventStore {
     /// Attach a connection: events after `after` (all if None), then live delivery unless done.
     pub fn attach(&mut self, stream: u64, after: Option<u64>) -> Option<Attached> {
         let s = self.streams.get_mut(&stream)?;
-        let replay: Vec<_> = s.events.iter().filter(|(seq, _)| after.is_none_or(|a| *seq > a)).cloned().collect();
+        let replay: Vec<_> = s
+            .events
+            .iter()
+            .filter(|(seq, _)| after.is_none_or(|a| *seq > a))
+            .cloned()
+            .collect();
         let live = if s.done {
             None
         } else {
@@ -189,11 +203,28 @@ pub struct SessionRegistry {
 }
 
 impl SessionRegistry {
-    pub fn new(node: NodeIdentity, max_sessions: usize, idle_timeout: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { sessions: DashMap::new(), node, max_sessions, idle_timeout, metrics }
+    pub fn new(
+        node: NodeIdentity,
+        max_sessions: usize,
+        idle_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            sessions: DashMap::new(),
+            node,
+            max_sessions,
+            idle_timeout,
+            metrics,
+        }
     }
 
-    pub fn create(&self, version: Legacy, client_capabilities: Value, client_info: Value, transport: &'static str) -> Result<Arc<Session>, CreateError> {
+    pub fn create(
+        &self,
+        version: Legacy,
+        client_capabilities: Value,
+        client_info: Value,
+        transport: &'static str,
+    ) -> Result<Arc<Session>, CreateError> {
         if self.sessions.len() >= self.max_sessions {
             return Err(CreateError::TooMany);
         }
@@ -258,7 +289,12 @@ impl SessionRegistry {
 
     /// Drop sessions idle longer than the timeout. Returns how many.
     pub fn reap(&self) -> usize {
-        let expired: Vec<Arc<str>> = self.sessions.iter().filter(|e| e.value().idle_for() > self.idle_timeout).map(|e| e.key().clone()).collect();
+        let expired: Vec<Arc<str>> = self
+            .sessions
+            .iter()
+            .filter(|e| e.value().idle_for() > self.idle_timeout)
+            .map(|e| e.key().clone())
+            .collect();
         for id in &expired {
             self.remove(id);
         }
@@ -282,16 +318,28 @@ mod tests {
     use super::*;
 
     fn reg(max: usize, idle: Duration) -> SessionRegistry {
-        SessionRegistry::new(NodeIdentity::new("erlmcp@n1"), max, idle, Arc::new(Metrics::new()))
+        SessionRegistry::new(
+            NodeIdentity::new("erlmcp@n1"),
+            max,
+            idle,
+            Arc::new(Metrics::new()),
+        )
     }
 
     #[test]
     fn creates_limits_and_removes() {
         let r = reg(2, Duration::from_secs(60));
-        let a = r.create(Legacy::LATEST, Value::Null, Value::Null, "http").unwrap();
+        let a = r
+            .create(Legacy::LATEST, Value::Null, Value::Null, "http")
+            .unwrap();
         assert!(a.id.starts_with("n1~"));
-        r.create(Legacy::LATEST, Value::Null, Value::Null, "http").unwrap();
-        assert_eq!(r.create(Legacy::LATEST, Value::Null, Value::Null, "http").err(), Some(CreateError::TooMany));
+        r.create(Legacy::LATEST, Value::Null, Value::Null, "http")
+            .unwrap();
+        assert_eq!(
+            r.create(Legacy::LATEST, Value::Null, Value::Null, "http")
+                .err(),
+            Some(CreateError::TooMany)
+        );
         assert!(r.get(&a.id).is_some());
         assert!(r.remove(&a.id));
         assert!(a.is_closed());
@@ -301,7 +349,9 @@ mod tests {
     #[test]
     fn idle_sessions_expire() {
         let r = reg(10, Duration::from_millis(0));
-        let a = r.create(Legacy::LATEST, Value::Null, Value::Null, "http").unwrap();
+        let a = r
+            .create(Legacy::LATEST, Value::Null, Value::Null, "http")
+            .unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert!(r.get(&a.id).is_none());
         assert_eq!(r.len(), 0);
@@ -314,7 +364,13 @@ mod tests {
         es.push(s, "a".into());
         es.push(s, "b".into());
         let at = es.attach(s, Some(0)).unwrap();
-        assert_eq!(at.replay.iter().map(|(_, d)| d.to_string()).collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(
+            at.replay
+                .iter()
+                .map(|(_, d)| d.to_string())
+                .collect::<Vec<_>>(),
+            vec!["b"]
+        );
         let mut live = at.live.unwrap();
         es.push(s, "c".into());
         assert_eq!(&*live.recv().await.unwrap().1, "c");

@@ -37,14 +37,30 @@ pub fn tools() -> Vec<ToolEntry> {
     vec![
         ToolEntry {
             name: "echo".into(),
-            def: tool_def("echo", Some("Echo"), Some("Returns its message argument unchanged"), &echo_in, Some(&echo_out), Some(&json!({"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}))),
+            def: tool_def(
+                "echo",
+                Some("Echo"),
+                Some("Returns its message argument unchanged"),
+                &echo_in,
+                Some(&echo_out),
+                Some(
+                    &json!({"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}),
+                ),
+            ),
             validator: compile_schema(&echo_in).ok(),
             backend: Backend::Builtin(Builtin::Echo),
             header_params: Vec::new(),
         },
         ToolEntry {
             name: "cluster_status".into(),
-            def: tool_def("cluster_status", Some("Cluster status"), Some("This node and its peers, as this node sees them"), &status_in, Some(&status_out), Some(&json!({"readOnlyHint": true, "openWorldHint": false}))),
+            def: tool_def(
+                "cluster_status",
+                Some("Cluster status"),
+                Some("This node and its peers, as this node sees them"),
+                &status_in,
+                Some(&status_out),
+                Some(&json!({"readOnlyHint": true, "openWorldHint": false})),
+            ),
             validator: compile_schema(&status_in).ok(),
             backend: Backend::Builtin(Builtin::ClusterStatus),
             header_params: Vec::new(),
@@ -54,13 +70,18 @@ pub fn tools() -> Vec<ToolEntry> {
 
 /// Whether the request's revision knows `structuredContent`.
 pub fn structured_ok(ctx: &Ctx) -> bool {
-    ctx.era.legacy_version().is_none_or(|v| v.has_structured_output())
+    ctx.era
+        .legacy_version()
+        .is_none_or(|v| v.has_structured_output())
 }
 
 pub fn call(b: Builtin, args: &Value, core: &Core, ctx: &Ctx) -> Value {
     match b {
         Builtin::Echo => {
-            let msg = args.get("message").and_then(Value::as_str).unwrap_or_default();
+            let msg = args
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if structured_ok(ctx) {
                 json!({"content": [{"type": "text", "text": msg}], "structuredContent": {"message": msg}})
             } else {

@@ -18,12 +18,19 @@ pub struct CommandTool {
 
 impl CommandTool {
     pub fn new(spec: &CommandBackend) -> Self {
-        Self { argv: spec.command.clone(), timeout: Duration::from_secs(spec.timeout_seconds.max(1) as u64), max_bytes: spec.max_output_bytes as usize }
+        Self {
+            argv: spec.command.clone(),
+            timeout: Duration::from_secs(spec.timeout_seconds.max(1) as u64),
+            max_bytes: spec.max_output_bytes as usize,
+        }
     }
 
     pub async fn call(&self, args: &Value, structured: bool) -> Value {
         match tokio::time::timeout(self.timeout, self.run(args)).await {
-            Err(_) => tool_error(format!("command did not finish within {}s", self.timeout.as_secs())),
+            Err(_) => tool_error(format!(
+                "command did not finish within {}s",
+                self.timeout.as_secs()
+            )),
             Ok(Err(e)) => tool_error(e),
             Ok(Ok(mut v)) => {
                 if !structured {
@@ -57,7 +64,11 @@ impl CommandTool {
         let limit = self.max_bytes;
         let out_task = async move {
             let mut buf = Vec::new();
-            let n = (&mut stdout).take(limit as u64 + 1).read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+            let n = (&mut stdout)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(|e| e.to_string())?;
             if n > limit {
                 return Err(format!("command output larger than {limit} bytes"));
             }
@@ -75,10 +86,15 @@ impl CommandTool {
         let text = String::from_utf8_lossy(&out).into_owned();
         if !status.success() {
             let e = String::from_utf8_lossy(&err);
-            return Ok(tool_error(format!("command exited with {status}: {}", truncate(e.trim(), 2000))));
+            return Ok(tool_error(format!(
+                "command exited with {status}: {}",
+                truncate(e.trim(), 2000)
+            )));
         }
         match serde_json::from_str::<Value>(&text) {
-            Ok(v) if v.is_object() => Ok(json!({"content": [{"type": "text", "text": text}], "structuredContent": v})),
+            Ok(v) if v.is_object() => {
+                Ok(json!({"content": [{"type": "text", "text": text}], "structuredContent": v}))
+            }
             _ => Ok(json!({"content": [{"type": "text", "text": text}]})),
         }
     }

@@ -23,14 +23,19 @@ pub struct HttpTool {
 
 impl HttpTool {
     pub fn new(spec: &HttpBackend) -> Result<Self, String> {
-        let url: http::Uri = spec.url.parse().map_err(|e| format!("url {:?}: {e}", spec.url))?;
+        let url: http::Uri = spec
+            .url
+            .parse()
+            .map_err(|e| format!("url {:?}: {e}", spec.url))?;
         if !matches!(url.scheme_str(), Some("http") | Some("https")) {
             return Err(format!("url {:?} must be http:// or https://", spec.url));
         }
-        let method = http::Method::from_bytes(spec.method.as_bytes()).map_err(|e| format!("method: {e}"))?;
+        let method =
+            http::Method::from_bytes(spec.method.as_bytes()).map_err(|e| format!("method: {e}"))?;
         let mut headers = Vec::new();
         for (i, h) in spec.headers.iter().enumerate() {
-            let name = http::HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| format!("headers[{i}].name: {e}"))?;
+            let name = http::HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|e| format!("headers[{i}].name: {e}"))?;
             if let Some(f) = &h.value.file {
                 if std::fs::metadata(f).is_err() {
                     return Err(format!("headers[{i}].value.file: {f} is not readable"));
@@ -58,40 +63,70 @@ impl HttpTool {
     /// sees them.
     pub async fn call(&self, args: &Value, structured: bool) -> Value {
         match tokio::time::timeout(self.timeout, self.call_inner(args)).await {
-            Err(_) => tool_error(format!("backend did not answer within {}s", self.timeout.as_secs())),
+            Err(_) => tool_error(format!(
+                "backend did not answer within {}s",
+                self.timeout.as_secs()
+            )),
             Ok(Err(e)) => tool_error(e),
             Ok(Ok((status, ctype, body))) => {
                 let text = String::from_utf8_lossy(&body).into_owned();
                 if !status.is_success() {
-                    return tool_error(format!("backend answered HTTP {}: {}", status.as_u16(), truncate(&text, 2000)));
+                    return tool_error(format!(
+                        "backend answered HTTP {}: {}",
+                        status.as_u16(),
+                        truncate(&text, 2000)
+                    ));
                 }
                 let is_json = ctype.as_deref().is_some_and(|c| c.contains("json"));
                 match (is_json, serde_json::from_slice::<Value>(&body)) {
-                    (true, Ok(v)) if structured && v.is_object() => json!({"content": [{"type": "text", "text": text}], "structuredContent": v}),
+                    (true, Ok(v)) if structured && v.is_object() => {
+                        json!({"content": [{"type": "text", "text": text}], "structuredContent": v})
+                    }
                     _ => json!({"content": [{"type": "text", "text": text}]}),
                 }
             }
         }
     }
 
-    async fn call_inner(&self, args: &Value) -> Result<(http::StatusCode, Option<String>, Bytes), String> {
-        let mut req = http::Request::builder().method(self.method.clone()).uri(self.url.clone()).header(http::header::CONTENT_TYPE, "application/json").header(http::header::ACCEPT, "application/json, text/plain;q=0.9, */*;q=0.5");
+    async fn call_inner(
+        &self,
+        args: &Value,
+    ) -> Result<(http::StatusCode, Option<String>, Bytes), String> {
+        let mut req = http::Request::builder()
+            .method(self.method.clone())
+            .uri(self.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::ACCEPT,
+                "application/json, text/plain;q=0.9, */*;q=0.5",
+            );
         for (name, src) in &self.headers {
             let v = read_value_source(src).map_err(|e| format!("header {name}: {e}"))?;
             req = req.header(name, v);
         }
         let body = Full::new(Bytes::from(serde_json::to_vec(args).unwrap_or_default()));
         let req = req.body(body).map_err(|e| e.to_string())?;
-        let resp = self.client.request(req).await.map_err(|e| format!("backend unreachable: {e}"))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| format!("backend unreachable: {e}"))?;
         let status = resp.status();
-        let ctype = resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = Limited::new(resp.into_body(), self.max_bytes).collect().await.map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                format!("backend response larger than {} bytes", self.max_bytes)
-            } else {
-                format!("reading backend response: {e}")
-            }
-        })?;
+        let ctype = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = Limited::new(resp.into_body(), self.max_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    format!("backend response larger than {} bytes", self.max_bytes)
+                } else {
+                    format!("reading backend response: {e}")
+                }
+            })?;
         Ok((status, ctype, body.to_bytes()))
     }
 }

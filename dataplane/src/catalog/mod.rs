@@ -89,13 +89,18 @@ pub struct Catalog {
 }
 
 fn err(field: String, message: impl Into<String>) -> ConfigError {
-    ConfigError { field, message: message.into() }
+    ConfigError {
+        field,
+        message: message.into(),
+    }
 }
 
 /// Compile a tool's input schema (draft from `$schema`, 2020-12 by default). External `$ref`s
 /// are never fetched (the crate is built without network retrieval).
 pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
-    jsonschema::options().build(schema).map_err(|e| e.to_string())
+    jsonschema::options()
+        .build(schema)
+        .map_err(|e| e.to_string())
 }
 
 /// `x-mcp-header` annotations reachable through `properties` only.
@@ -111,7 +116,14 @@ fn header_params(schema: &Value) -> Vec<(String, String)> {
     out
 }
 
-fn tool_def(name: &str, title: Option<&str>, description: Option<&str>, input: &Value, output: Option<&Value>, annotations: Option<&Value>) -> Value {
+fn tool_def(
+    name: &str,
+    title: Option<&str>,
+    description: Option<&str>,
+    input: &Value,
+    output: Option<&Value>,
+    annotations: Option<&Value>,
+) -> Value {
     let mut d = Map::new();
     d.insert("name".into(), json!(name));
     if let Some(t) = title {
@@ -134,12 +146,17 @@ pub fn read_value_source(v: &ValueSource) -> Result<String, String> {
         return Ok(s.clone());
     }
     if let Some(f) = &v.file {
-        return std::fs::read_to_string(f).map(|s| s.trim_end_matches(['\n', '\r']).to_string()).map_err(|e| format!("{f}: {e}"));
+        return std::fs::read_to_string(f)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("{f}: {e}"));
     }
     if let Some(r) = &v.secret_key_ref {
-        let dir = std::env::var("ERLMCP_SECRETS_DIR").unwrap_or_else(|_| "/etc/erlmcp/secrets".into());
+        let dir =
+            std::env::var("ERLMCP_SECRETS_DIR").unwrap_or_else(|_| "/etc/erlmcp/secrets".into());
         let path = format!("{dir}/{}/{}", r.name, r.key);
-        return std::fs::read_to_string(&path).map(|s| s.trim_end_matches(['\n', '\r']).to_string()).map_err(|e| format!("{path}: {e}"));
+        return std::fs::read_to_string(&path)
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|e| format!("{path}: {e}"));
     }
     Err("no value given".into())
 }
@@ -161,7 +178,10 @@ impl Catalog {
             let validator = match compile_schema(&t.input_schema) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    errs.push(err(format!("{p}.inputSchema"), format!("invalid JSON Schema: {e}")));
+                    errs.push(err(
+                        format!("{p}.inputSchema"),
+                        format!("invalid JSON Schema: {e}"),
+                    ));
                     continue;
                 }
             };
@@ -171,7 +191,10 @@ impl Catalog {
             }
             if let Some(o) = &t.output_schema {
                 if let Err(e) = compile_schema(o) {
-                    errs.push(err(format!("{p}.outputSchema"), format!("invalid JSON Schema: {e}")));
+                    errs.push(err(
+                        format!("{p}.outputSchema"),
+                        format!("invalid JSON Schema: {e}"),
+                    ));
                     continue;
                 }
             }
@@ -186,15 +209,34 @@ impl Catalog {
             } else if let Some(cmd) = &t.backend.command {
                 Backend::Command(Arc::new(command::CommandTool::new(cmd)))
             } else {
-                errs.push(err(format!("{p}.backend"), "exactly one of builtin, http or command must be set"));
+                errs.push(err(
+                    format!("{p}.backend"),
+                    "exactly one of builtin, http or command must be set",
+                ));
                 continue;
             };
-            let def = tool_def(&t.name, t.title.as_deref(), t.description.as_deref(), &t.input_schema, t.output_schema.as_ref(), t.annotations.as_ref());
+            let def = tool_def(
+                &t.name,
+                t.title.as_deref(),
+                t.description.as_deref(),
+                &t.input_schema,
+                t.output_schema.as_ref(),
+                t.annotations.as_ref(),
+            );
             if c.tool_index.contains_key(&t.name) {
-                errs.push(err(format!("{p}.name"), format!("{:?} is already a tool", t.name)));
+                errs.push(err(
+                    format!("{p}.name"),
+                    format!("{:?} is already a tool", t.name),
+                ));
                 continue;
             }
-            c.add_tool(ToolEntry { name: t.name.clone(), header_params: header_params(&t.input_schema), def, validator, backend });
+            c.add_tool(ToolEntry {
+                name: t.name.clone(),
+                header_params: header_params(&t.input_schema),
+                def,
+                validator,
+                backend,
+            });
         }
         c.add_resource(ResourceEntry {
             def: json!({"uri": builtin::NODE_STATUS_URI, "name": "node-status", "title": "Node status", "description": "This erlmcp node and its peers", "mimeType": "application/json"}),
@@ -219,10 +261,16 @@ impl Catalog {
                 continue;
             };
             if c.resource_index.contains_key(&r.uri) {
-                errs.push(err(format!("{p}.uri"), format!("{:?} is already a resource", r.uri)));
+                errs.push(err(
+                    format!("{p}.uri"),
+                    format!("{:?} is already a resource", r.uri),
+                ));
                 continue;
             }
-            let mime = r.mime_type.clone().unwrap_or_else(|| default_mime.to_string());
+            let mime = r
+                .mime_type
+                .clone()
+                .unwrap_or_else(|| default_mime.to_string());
             let mut def = json!({"uri": r.uri, "name": r.name, "mimeType": mime});
             if let Some(t) = &r.title {
                 def["title"] = json!(t);
@@ -230,7 +278,12 @@ impl Catalog {
             if let Some(d) = &r.description {
                 def["description"] = json!(d);
             }
-            c.add_resource(ResourceEntry { def, uri: r.uri.clone(), mime, body });
+            c.add_resource(ResourceEntry {
+                def,
+                uri: r.uri.clone(),
+                mime,
+                body,
+            });
         }
         for (i, t) in mcp.resource_templates.iter().enumerate() {
             let p = format!("mcp.resourceTemplates[{i}]");
@@ -249,12 +302,20 @@ impl Catalog {
             if let Some(d) = &t.description {
                 def["description"] = json!(d);
             }
-            c.templates.push(TemplateEntry { def, template, mime, body: TemplateBody::Text(t.text.clone()) });
+            c.templates.push(TemplateEntry {
+                def,
+                template,
+                mime,
+                body: TemplateBody::Text(t.text.clone()),
+            });
         }
         for (i, pr) in mcp.prompts.iter().enumerate() {
             let p = format!("mcp.prompts[{i}]");
             if c.prompt_index.contains_key(&pr.name) {
-                errs.push(err(format!("{p}.name"), format!("{:?} is already a prompt", pr.name)));
+                errs.push(err(
+                    format!("{p}.name"),
+                    format!("{:?} is already a prompt", pr.name),
+                ));
                 continue;
             }
             c.add_prompt(prompt_entry(pr));
@@ -280,7 +341,8 @@ impl Catalog {
         if self.resource_index.contains_key(&r.uri) {
             return;
         }
-        self.resource_index.insert(r.uri.clone(), self.resources.len());
+        self.resource_index
+            .insert(r.uri.clone(), self.resources.len());
         self.resources.push(r);
     }
     pub fn add_prompt(&mut self, p: PromptEntry) {
@@ -300,7 +362,9 @@ impl Catalog {
         self.prompt_index.get(name).map(|i| &self.prompts[*i])
     }
     pub fn template_for(&self, uri: &str) -> Option<(&TemplateEntry, Vec<(String, String)>)> {
-        self.templates.iter().find_map(|t| t.template.matches(uri).map(|v| (t, v)))
+        self.templates
+            .iter()
+            .find_map(|t| t.template.matches(uri).map(|v| (t, v)))
     }
 }
 
@@ -326,14 +390,27 @@ pub fn prompt_entry(pr: &PromptSpec) -> PromptEntry {
     PromptEntry {
         name: pr.name.clone(),
         def,
-        required: pr.arguments.iter().filter(|a| a.required).map(|a| a.name.clone()).collect(),
-        completions: pr.arguments.iter().map(|a| (a.name.clone(), a.completions.clone())).collect(),
+        required: pr
+            .arguments
+            .iter()
+            .filter(|a| a.required)
+            .map(|a| a.name.clone())
+            .collect(),
+        completions: pr
+            .arguments
+            .iter()
+            .map(|a| (a.name.clone(), a.completions.clone()))
+            .collect(),
         body: PromptBody::Spec(pr.clone()),
     }
 }
 
 /// A page of `items` starting at the opaque `cursor`; the cursor is the base64 of an offset.
-pub fn page<'a, T>(items: &'a [T], cursor: Option<&str>, size: usize) -> Result<(&'a [T], Option<String>), String> {
+pub fn page<'a, T>(
+    items: &'a [T],
+    cursor: Option<&str>,
+    size: usize,
+) -> Result<(&'a [T], Option<String>), String> {
     let start = match cursor {
         None => 0,
         Some(c) => base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -345,7 +422,8 @@ pub fn page<'a, T>(items: &'a [T], cursor: Option<&str>, size: usize) -> Result<
             .ok_or_else(|| format!("invalid cursor {c:?}"))?,
     };
     let end = (start + size).min(items.len());
-    let next = (end < items.len()).then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o:{end}")));
+    let next = (end < items.len())
+        .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o:{end}")));
     Ok((&items[start..end], next))
 }
 

@@ -19,10 +19,15 @@ impl UriTemplate {
             if open > 0 {
                 parts.push(Part::Lit(rest[..open].to_string()));
             }
-            let close = rest[open..].find('}').ok_or_else(|| format!("unclosed '{{' in {t:?}"))? + open;
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("unclosed '{{' in {t:?}"))?
+                + open;
             let name = &rest[open + 1..close];
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("unsupported expression {{{name}}} in {t:?} (only simple {{name}} variables)"));
+                return Err(format!(
+                    "unsupported expression {{{name}}} in {t:?} (only simple {{name}} variables)"
+                ));
             }
             if matches!(parts.last(), Some(Part::Var(_))) {
                 return Err(format!("two variables without a separator in {t:?}"));
@@ -107,7 +112,10 @@ mod tests {
     #[test]
     fn matches_and_fills() {
         let t = UriTemplate::parse("test://template/{id}/data").unwrap();
-        assert_eq!(t.matches("test://template/123/data"), Some(vec![("id".into(), "123".into())]));
+        assert_eq!(
+            t.matches("test://template/123/data"),
+            Some(vec![("id".into(), "123".into())])
+        );
         assert_eq!(t.matches("test://template/1/2/data"), None);
         assert_eq!(t.matches("test://template//data"), None);
         assert_eq!(t.matches("test://other/1/data"), None);

@@ -22,11 +22,15 @@ pub fn health_router(core: Arc<Core>) -> Router {
 }
 
 pub fn metrics_router(core: Arc<Core>) -> Router {
-    Router::new().route("/metrics", get(metrics)).with_state(core)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(core)
 }
 
 async fn health(State(core): State<Arc<Core>>) -> impl IntoResponse {
-    Json(json!({"status": "healthy", "ready": core.lifecycle.is_ready(), "draining": core.lifecycle.is_draining(), "version": env!("CARGO_PKG_VERSION")}))
+    Json(
+        json!({"status": "healthy", "ready": core.lifecycle.is_ready(), "draining": core.lifecycle.is_draining(), "version": env!("CARGO_PKG_VERSION")}),
+    )
 }
 
 async fn live() -> impl IntoResponse {
@@ -37,8 +41,15 @@ async fn ready(State(core): State<Arc<Core>>) -> impl IntoResponse {
     if core.lifecycle.is_ready() {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {
-        let why = if core.lifecycle.is_draining() { "draining" } else { "starting" };
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": why})))
+        let why = if core.lifecycle.is_draining() {
+            "draining"
+        } else {
+            "starting"
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": why})),
+        )
     }
 }
 
@@ -49,9 +60,19 @@ async fn status(State(core): State<Arc<Core>>) -> impl IntoResponse {
 async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
     core.metrics.ready.set(i64::from(core.lifecycle.is_ready()));
     let peers = core.cluster.peers();
-    core.metrics.cluster_nodes.set(1 + peers.iter().filter(|p| p.state == "up").count() as i64);
-    core.metrics.cluster_nodes_expected.set(core.cluster.expected_nodes() as i64);
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], core.metrics.render())
+    core.metrics
+        .cluster_nodes
+        .set(1 + peers.iter().filter(|p| p.state == "up").count() as i64);
+    core.metrics
+        .cluster_nodes_expected
+        .set(core.cluster.expected_nodes() as i64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        core.metrics.render(),
+    )
 }
 
 /// `erlmcp healthcheck`: GET the endpoint on localhost; true on 200.
@@ -60,13 +81,27 @@ pub async fn check(port: u16, path: &str, timeout: std::time::Duration) -> Resul
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
     let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let uri: http::Uri = format!("http://127.0.0.1:{port}{path}").parse().map_err(|e| format!("{e}"))?;
-    let resp = tokio::time::timeout(timeout, client.get(uri)).await.map_err(|_| "timed out".to_string())?.map_err(|e| format!("{e}"))?;
+    let uri: http::Uri = format!("http://127.0.0.1:{port}{path}")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let resp = tokio::time::timeout(timeout, client.get(uri))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| format!("{e}"))?;
     let status = resp.status();
-    let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     if status == StatusCode::OK {
         Ok(())
     } else {
-        Err(format!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(&body)))
+        Err(format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            String::from_utf8_lossy(&body)
+        ))
     }
 }

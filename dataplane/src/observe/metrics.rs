@@ -2,7 +2,10 @@
 //! transports, ok/error), and every labelled series is resolved once at start so the request
 //! path only increments atomics.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 /// Methods with their own label value; anything else counts as `other`.
 pub const METHODS: &[&str] = &[
@@ -29,7 +32,10 @@ pub const METHODS: &[&str] = &[
 pub const TRANSPORTS: &[&str] = &["http", "sse", "websocket", "tcp", "stdio"];
 
 pub fn method_index(m: &str) -> usize {
-    METHODS.iter().position(|x| *x == m).unwrap_or(METHODS.len() - 1)
+    METHODS
+        .iter()
+        .position(|x| *x == m)
+        .unwrap_or(METHODS.len() - 1)
 }
 
 pub fn transport_index(t: &str) -> usize {
@@ -76,8 +82,14 @@ impl Metrics {
         };
         let up = gauge("erlmcp_up", "1 while the process runs");
         let ready = gauge("erlmcp_ready", "1 while the node accepts traffic");
-        let req_vec = IntCounterVec::new(Opts::new("erlmcp_requests_total", "MCP requests handled"), &["method", "transport", "status"]).expect("metric");
-        registry.register(Box::new(req_vec.clone())).expect("register");
+        let req_vec = IntCounterVec::new(
+            Opts::new("erlmcp_requests_total", "MCP requests handled"),
+            &["method", "transport", "status"],
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(req_vec.clone()))
+            .expect("register");
         let mut requests = Vec::new();
         for m in METHODS {
             for t in TRANSPORTS {
@@ -87,40 +99,90 @@ impl Metrics {
             }
         }
         let dur_vec = prometheus::HistogramVec::new(
-            HistogramOpts::new("erlmcp_request_duration_seconds", "Time to answer an MCP request")
-                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "erlmcp_request_duration_seconds",
+                "Time to answer an MCP request",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0,
+            ]),
             &["method"],
         )
         .expect("metric");
-        registry.register(Box::new(dur_vec.clone())).expect("register");
-        let durations = METHODS.iter().map(|m| dur_vec.with_label_values(&[m])).collect();
-        let err_vec = IntCounterVec::new(Opts::new("erlmcp_request_errors_total", "MCP requests answered with an error"), &["method"]).expect("metric");
-        registry.register(Box::new(err_vec.clone())).expect("register");
-        let errors = METHODS.iter().map(|m| err_vec.with_label_values(&[m])).collect();
+        registry
+            .register(Box::new(dur_vec.clone()))
+            .expect("register");
+        let durations = METHODS
+            .iter()
+            .map(|m| dur_vec.with_label_values(&[m]))
+            .collect();
+        let err_vec = IntCounterVec::new(
+            Opts::new(
+                "erlmcp_request_errors_total",
+                "MCP requests answered with an error",
+            ),
+            &["method"],
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(err_vec.clone()))
+            .expect("register");
+        let errors = METHODS
+            .iter()
+            .map(|m| err_vec.with_label_values(&[m]))
+            .collect();
         let per_transport = |n: &str, h: &str| {
             let v = IntCounterVec::new(Opts::new(n, h), &["transport"]).expect("metric");
             registry.register(Box::new(v.clone())).expect("register");
-            TRANSPORTS.iter().map(|t| v.with_label_values(&[t])).collect::<Vec<_>>()
+            TRANSPORTS
+                .iter()
+                .map(|t| v.with_label_values(&[t]))
+                .collect::<Vec<_>>()
         };
-        let connections = per_transport("erlmcp_transport_connections_total", "Client connections accepted, per transport");
-        let sent = per_transport("erlmcp_transport_messages_sent_total", "JSON-RPC messages sent, per transport");
-        let received = per_transport("erlmcp_transport_messages_received_total", "JSON-RPC messages received, per transport");
+        let connections = per_transport(
+            "erlmcp_transport_connections_total",
+            "Client connections accepted, per transport",
+        );
+        let sent = per_transport(
+            "erlmcp_transport_messages_sent_total",
+            "JSON-RPC messages sent, per transport",
+        );
+        let received = per_transport(
+            "erlmcp_transport_messages_received_total",
+            "JSON-RPC messages received, per transport",
+        );
         let m = Self {
             up,
             ready,
             requests,
             durations,
             errors,
-            sessions_active: gauge("erlmcp_sessions_active", "Open sessions (session revisions)"),
+            sessions_active: gauge(
+                "erlmcp_sessions_active",
+                "Open sessions (session revisions)",
+            ),
             sessions_created: counter("erlmcp_sessions_created_total", "Sessions created"),
             sessions_closed: counter("erlmcp_sessions_closed_total", "Sessions closed or expired"),
             connections,
             sent,
             received,
-            memory: gauge("erlmcp_memory_total", "Resident set size of the process in bytes"),
-            cluster_nodes: gauge("erlmcp_cluster_nodes", "Cluster nodes this node sees (itself included)"),
-            cluster_nodes_expected: gauge("erlmcp_cluster_nodes_expected", "Cluster nodes expected"),
-            rate_limited: counter("erlmcp_rate_limited_total", "Requests refused by the rate limiter"),
+            memory: gauge(
+                "erlmcp_memory_total",
+                "Resident set size of the process in bytes",
+            ),
+            cluster_nodes: gauge(
+                "erlmcp_cluster_nodes",
+                "Cluster nodes this node sees (itself included)",
+            ),
+            cluster_nodes_expected: gauge(
+                "erlmcp_cluster_nodes_expected",
+                "Cluster nodes expected",
+            ),
+            rate_limited: counter(
+                "erlmcp_rate_limited_total",
+                "Requests refused by the rate limiter",
+            ),
             registry,
         };
         m.up.set(1);
@@ -159,8 +221,14 @@ impl Metrics {
 
 /// Resident set size from /proc (0 where there is no /proc).
 pub fn rss_bytes() -> u64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
-    let pages: u64 = s.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 

@@ -15,7 +15,16 @@ use super::revision::Legacy;
 use crate::session::Session;
 
 /// Log levels, lowest first (RFC 5424 order as MCP uses it).
-pub const LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+pub const LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 
 pub fn level_index(l: &str) -> Option<u8> {
     LEVELS.iter().position(|x| *x == l).map(|i| i as u8)
@@ -83,7 +92,10 @@ impl Peer {
         Arc::new(Self::default())
     }
     fn register(&self) -> (Id, oneshot::Receiver<Result<Value, RpcError>>) {
-        let id = Id::Str(format!("srv-{}", self.next_id.fetch_add(1, Ordering::Relaxed)));
+        let id = Id::Str(format!(
+            "srv-{}",
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        ));
         let (tx, rx) = oneshot::channel();
         self.pending.insert(id.clone(), tx);
         (id, rx)
@@ -96,7 +108,10 @@ impl Peer {
                     (Some(v), _) => Ok(v),
                     (None, Some(e)) => Err(RpcError::new(
                         e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
-                        e.get("message").and_then(Value::as_str).unwrap_or("client error").to_string(),
+                        e.get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("client error")
+                            .to_string(),
                     )),
                     (None, None) => Err(RpcError::internal("empty response")),
                 };
@@ -146,7 +161,9 @@ pub struct Ctx {
 impl Ctx {
     /// Send `notifications/progress` if the request asked for it.
     pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
-        let Some(token) = &self.progress_token else { return };
+        let Some(token) = &self.progress_token else {
+            return;
+        };
         let mut p = json!({"progressToken": token, "progress": progress});
         if let Some(t) = total {
             p["total"] = json!(t);
@@ -154,21 +171,34 @@ impl Ctx {
         if let Some(m) = message {
             p["message"] = json!(m);
         }
-        self.out.send(jsonrpc::notification("notifications/progress", p));
+        self.out
+            .send(jsonrpc::notification("notifications/progress", p));
     }
 
     /// Send `notifications/message` if the request's (modern) or session's (legacy) level allows.
     pub fn log(&self, level: &str, logger: &str, data: Value) {
-        let Some(idx) = level_index(level) else { return };
+        let Some(idx) = level_index(level) else {
+            return;
+        };
         if idx < self.era.log_threshold() {
             return;
         }
-        self.out.send(jsonrpc::notification("notifications/message", json!({"level": level, "logger": logger, "data": data})));
+        self.out.send(jsonrpc::notification(
+            "notifications/message",
+            json!({"level": level, "logger": logger, "data": data}),
+        ));
     }
 
     /// Ask the client (legacy revisions): send a request on the response stream and wait.
-    pub async fn ask(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, RpcError> {
-        let peer = self.peer.as_ref().ok_or_else(|| RpcError::internal("this transport cannot carry server-to-client requests"))?;
+    pub async fn ask(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, RpcError> {
+        let peer = self.peer.as_ref().ok_or_else(|| {
+            RpcError::internal("this transport cannot carry server-to-client requests")
+        })?;
         let (id, rx) = peer.register();
         if !self.out.send(jsonrpc::request(&id, method, params)) {
             peer.pending.remove(&id);
@@ -179,7 +209,9 @@ impl Ctx {
             Ok(Err(_)) => Err(RpcError::internal("client went away")),
             Err(_) => {
                 peer.pending.remove(&id);
-                Err(RpcError::internal(format!("client did not answer {method} in time")))
+                Err(RpcError::internal(format!(
+                    "client did not answer {method} in time"
+                )))
             }
         }
     }

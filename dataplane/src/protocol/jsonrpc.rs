@@ -83,7 +83,12 @@ impl RpcError {
             HEADER_MISMATCH | MISSING_CLIENT_CAPABILITY | UNSUPPORTED_PROTOCOL_VERSION => 400,
             _ => 200,
         };
-        Self { code, message: message.into(), data: None, http_status }
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+            http_status,
+        }
     }
     pub fn with_data(mut self, data: Value) -> Self {
         self.data = Some(data);
@@ -144,7 +149,8 @@ pub enum Parsed {
 /// Parse a body. Invalid JSON is a parse error; a JSON value of the wrong shape is an invalid
 /// request carrying whatever id could be read.
 pub fn parse(body: &[u8]) -> Result<Parsed, RpcError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| RpcError::parse(format!("Parse error: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| RpcError::parse(format!("Parse error: {e}")))?;
     match v {
         Value::Array(items) => {
             if items.is_empty() {
@@ -158,41 +164,81 @@ pub fn parse(body: &[u8]) -> Result<Parsed, RpcError> {
 
 pub fn from_value(v: Value) -> Result<Message, (Option<Id>, RpcError)> {
     if !v.is_object() {
-        return Err((None, RpcError::invalid_request("Invalid Request: message must be an object")));
+        return Err((
+            None,
+            RpcError::invalid_request("Invalid Request: message must be an object"),
+        ));
     }
-    let env: Envelope = serde_json::from_value(v)
-        .map_err(|e| (None, RpcError::invalid_request(format!("Invalid Request: {e}"))))?;
+    let env: Envelope = serde_json::from_value(v).map_err(|e| {
+        (
+            None,
+            RpcError::invalid_request(format!("Invalid Request: {e}")),
+        )
+    })?;
     let id = match env.id {
         None => None,
         Some(Value::Number(n)) => match n.as_i64() {
             Some(i) => Some(Id::Num(i)),
-            None => return Err((None, RpcError::invalid_request("Invalid Request: id must be a string or integer"))),
+            None => {
+                return Err((
+                    None,
+                    RpcError::invalid_request("Invalid Request: id must be a string or integer"),
+                ))
+            }
         },
         Some(Value::String(s)) => Some(Id::Str(s)),
-        Some(_) => return Err((None, RpcError::invalid_request("Invalid Request: id must be a string or integer"))),
+        Some(_) => {
+            return Err((
+                None,
+                RpcError::invalid_request("Invalid Request: id must be a string or integer"),
+            ))
+        }
     };
     if env.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
-        return Err((id, RpcError::invalid_request("Invalid Request: jsonrpc must be \"2.0\"")));
+        return Err((
+            id,
+            RpcError::invalid_request("Invalid Request: jsonrpc must be \"2.0\""),
+        ));
     }
     let method = match env.method {
         None => None,
         Some(Value::String(m)) => Some(m),
-        Some(_) => return Err((id, RpcError::invalid_request("Invalid Request: method must be a string"))),
+        Some(_) => {
+            return Err((
+                id,
+                RpcError::invalid_request("Invalid Request: method must be a string"),
+            ))
+        }
     };
     if let Some(p) = &env.params {
         if !p.is_object() && !p.is_array() {
-            return Err((id, RpcError::invalid_request("Invalid Request: params must be an object")));
+            return Err((
+                id,
+                RpcError::invalid_request("Invalid Request: params must be an object"),
+            ));
         }
     }
     if method.is_none() {
         if env.result.is_none() && env.error.is_none() {
-            return Err((id, RpcError::invalid_request("Invalid Request: missing method")));
+            return Err((
+                id,
+                RpcError::invalid_request("Invalid Request: missing method"),
+            ));
         }
         if id.is_none() && env.error.is_none() {
-            return Err((None, RpcError::invalid_request("Invalid Request: response without id")));
+            return Err((
+                None,
+                RpcError::invalid_request("Invalid Request: response without id"),
+            ));
         }
     }
-    Ok(Message { id, method, params: env.params, result: env.result, error: env.error })
+    Ok(Message {
+        id,
+        method,
+        params: env.params,
+        result: env.result,
+        error: env.error,
+    })
 }
 
 #[derive(Serialize)]
@@ -219,14 +265,25 @@ struct ErrorBody<'a> {
 }
 
 pub fn result_bytes(id: &Id, result: &Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(&ResultOut { jsonrpc: "2.0", id, result }).unwrap_or_default())
+    Bytes::from(
+        serde_json::to_vec(&ResultOut {
+            jsonrpc: "2.0",
+            id,
+            result,
+        })
+        .unwrap_or_default(),
+    )
 }
 
 pub fn error_bytes(id: Option<&Id>, err: &RpcError) -> Bytes {
     let out = ErrorOut {
         jsonrpc: "2.0",
         id,
-        error: ErrorBody { code: err.code, message: &err.message, data: err.data.as_ref() },
+        error: ErrorBody {
+            code: err.code,
+            message: &err.message,
+            data: err.data.as_ref(),
+        },
     };
     Bytes::from(serde_json::to_vec(&out).unwrap_or_default())
 }
@@ -270,11 +327,29 @@ mod tests {
     fn rejects_bad_shapes() {
         assert_eq!(parse(b"{nope").err().unwrap().code, PARSE_ERROR);
         assert_eq!(single("42").unwrap_err().1.code, INVALID_REQUEST);
-        assert_eq!(single(r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err().1.code, INVALID_REQUEST);
+        assert_eq!(
+            single(r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#)
+                .unwrap_err()
+                .1
+                .code,
+            INVALID_REQUEST
+        );
         let (id, e) = single(r#"{"jsonrpc":"2.0","id":"a","method":5}"#).unwrap_err();
         assert_eq!((id, e.code), (Some(Id::Str("a".into())), INVALID_REQUEST));
-        assert_eq!(single(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#).unwrap_err().1.code, INVALID_REQUEST);
-        assert_eq!(single(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).unwrap_err().1.code, INVALID_REQUEST);
+        assert_eq!(
+            single(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#)
+                .unwrap_err()
+                .1
+                .code,
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            single(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#)
+                .unwrap_err()
+                .1
+                .code,
+            INVALID_REQUEST
+        );
         assert!(matches!(parse(b"[]"), Err(e) if e.code == INVALID_REQUEST));
     }
 

@@ -38,7 +38,14 @@ pub enum ServerEvent {
 pub static EMPTY_OBJECT: LazyLock<Value> = LazyLock::new(|| json!({}));
 
 /// Methods whose modern results carry `ttlMs` / `cacheScope`.
-const CACHEABLE: &[&str] = &["server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"];
+const CACHEABLE: &[&str] = &[
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
 
 pub struct Core {
     pub catalog: Catalog,
@@ -101,10 +108,18 @@ impl Core {
         let method = msg.method();
         let r = match tokio::time::timeout(self.request_timeout, self.dispatch(msg, ctx)).await {
             Ok(r) => r,
-            Err(_) => Err(RpcError::internal(format!("request timed out after {}s", self.request_timeout.as_secs()))),
+            Err(_) => Err(RpcError::internal(format!(
+                "request timed out after {}s",
+                self.request_timeout.as_secs()
+            ))),
         };
         let r = self.finish(method, r, &ctx.era);
-        self.metrics.request(method, ctx.transport, r.is_ok(), start.elapsed().as_secs_f64());
+        self.metrics.request(
+            method,
+            ctx.transport,
+            r.is_ok(),
+            start.elapsed().as_secs_f64(),
+        );
         r
     }
 
@@ -128,7 +143,9 @@ impl Core {
             "logging/setLevel" if !modern => lifecycle::set_level(params, ctx),
             "resources/subscribe" if !modern => resources::subscribe(self, params, ctx, true),
             "resources/unsubscribe" if !modern => resources::subscribe(self, params, ctx, false),
-            "initialize" if !modern => Err(RpcError::invalid_request("Session already initialized")),
+            "initialize" if !modern => {
+                Err(RpcError::invalid_request("Session already initialized"))
+            }
             m => Err(self.not_found(m, modern)),
         }
     }
@@ -144,7 +161,12 @@ impl Core {
 
     /// Shape a result for its era: modern results carry `resultType`, server identity and, when
     /// cacheable, caching hints.
-    fn finish(&self, method: &str, r: Result<Value, RpcError>, era: &Era) -> Result<Value, RpcError> {
+    fn finish(
+        &self,
+        method: &str,
+        r: Result<Value, RpcError>,
+        era: &Era,
+    ) -> Result<Value, RpcError> {
         let mut v = r?;
         if let (Era::Modern(_), Some(o)) = (era, v.as_object_mut()) {
             o.entry("resultType").or_insert_with(|| json!("complete"));
@@ -152,9 +174,12 @@ impl Core {
             if let Some(m) = meta.as_object_mut() {
                 m.insert(revision::META_SERVER_INFO.into(), self.server_info.clone());
             }
-            if CACHEABLE.contains(&method) && o.get("resultType").and_then(Value::as_str) == Some("complete") {
+            if CACHEABLE.contains(&method)
+                && o.get("resultType").and_then(Value::as_str) == Some("complete")
+            {
                 o.entry("ttlMs").or_insert_with(|| json!(self.list_ttl_ms));
-                o.entry("cacheScope").or_insert_with(|| json!(self.cache_scope));
+                o.entry("cacheScope")
+                    .or_insert_with(|| json!(self.cache_scope));
             }
         }
         Ok(v)

@@ -50,14 +50,22 @@ impl StateKey {
     }
 
     /// Verify and return the data, or an invalid-params error.
-    pub fn verify(&self, state: &str, bind: &str, principal: Option<&str>) -> Result<Value, RpcError> {
+    pub fn verify(
+        &self,
+        state: &str,
+        bind: &str,
+        principal: Option<&str>,
+    ) -> Result<Value, RpcError> {
         let bad = |why: &str| RpcError::invalid_params(format!("Invalid requestState: {why}"));
         let (body, sig) = state.split_once('.').ok_or_else(|| bad("malformed"))?;
         let sig = B64.decode(sig).map_err(|_| bad("malformed signature"))?;
         let mut m = HmacSha256::new_from_slice(&self.0).expect("hmac key");
         m.update(body.as_bytes());
-        m.verify_slice(&sig).map_err(|_| bad("integrity check failed"))?;
-        let payload: Value = serde_json::from_slice(&B64.decode(body).map_err(|_| bad("malformed body"))?).map_err(|_| bad("malformed body"))?;
+        m.verify_slice(&sig)
+            .map_err(|_| bad("integrity check failed"))?;
+        let payload: Value =
+            serde_json::from_slice(&B64.decode(body).map_err(|_| bad("malformed body"))?)
+                .map_err(|_| bad("malformed body"))?;
         if payload["b"].as_str() != Some(bind) {
             return Err(bad("issued for another request"));
         }
@@ -72,16 +80,23 @@ impl StateKey {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// `params.inputResponses`: absent is fine; present must be an object of objects.
-pub fn input_responses(params: &Value) -> Result<Option<&serde_json::Map<String, Value>>, RpcError> {
+pub fn input_responses(
+    params: &Value,
+) -> Result<Option<&serde_json::Map<String, Value>>, RpcError> {
     match params.get("inputResponses") {
         None => Ok(None),
         Some(Value::Object(m)) => {
             if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_object()) {
-                return Err(RpcError::invalid_params(format!("inputResponses.{k} must be an object")));
+                return Err(RpcError::invalid_params(format!(
+                    "inputResponses.{k} must be an object"
+                )));
             }
             Ok(Some(m))
         }
@@ -106,20 +121,33 @@ mod tests {
     fn round_trips_and_rejects_tampering() {
         let k = StateKey::new(Some("cookie"));
         let s = k.sign("tools/call:x", Some("alice"), json!({"step": 2}));
-        assert_eq!(k.verify(&s, "tools/call:x", Some("alice")).unwrap()["step"], 2);
-        assert!(k.verify(&format!("{s}-TAMPERED"), "tools/call:x", Some("alice")).is_err());
+        assert_eq!(
+            k.verify(&s, "tools/call:x", Some("alice")).unwrap()["step"],
+            2
+        );
+        assert!(k
+            .verify(&format!("{s}-TAMPERED"), "tools/call:x", Some("alice"))
+            .is_err());
         assert!(k.verify(&s, "tools/call:y", Some("alice")).is_err());
         assert!(k.verify(&s, "tools/call:x", Some("bob")).is_err());
         assert!(k.verify("nodot", "tools/call:x", None).is_err());
         // Same cookie on another node verifies; another cookie does not.
-        assert!(StateKey::new(Some("cookie")).verify(&s, "tools/call:x", Some("alice")).is_ok());
-        assert!(StateKey::new(Some("other")).verify(&s, "tools/call:x", Some("alice")).is_err());
+        assert!(StateKey::new(Some("cookie"))
+            .verify(&s, "tools/call:x", Some("alice"))
+            .is_ok());
+        assert!(StateKey::new(Some("other"))
+            .verify(&s, "tools/call:x", Some("alice"))
+            .is_err());
     }
 
     #[test]
     fn validates_input_responses_shape() {
         assert!(input_responses(&json!({})).unwrap().is_none());
-        assert!(input_responses(&json!({"inputResponses": {"a": {"action": "accept"}}})).unwrap().is_some());
+        assert!(
+            input_responses(&json!({"inputResponses": {"a": {"action": "accept"}}}))
+                .unwrap()
+                .is_some()
+        );
         assert!(input_responses(&json!({"inputResponses": null})).is_err());
         assert!(input_responses(&json!({"inputResponses": {"a": 12345}})).is_err());
         assert!(request_state(&json!({"requestState": 5})).is_err());

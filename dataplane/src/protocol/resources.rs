@@ -10,7 +10,8 @@ use super::Core;
 use crate::catalog::{page, template, ResourceBody, TemplateBody};
 
 pub fn list(core: &Core, params: &Value) -> Result<Value, RpcError> {
-    let (items, next) = page(&core.catalog.resources, cursor(params)?, core.page_size).map_err(RpcError::invalid_params)?;
+    let (items, next) = page(&core.catalog.resources, cursor(params)?, core.page_size)
+        .map_err(RpcError::invalid_params)?;
     let mut r = json!({"resources": items.iter().map(|x| x.def.clone()).collect::<Vec<_>>()});
     if let Some(n) = next {
         r["nextCursor"] = json!(n);
@@ -19,8 +20,10 @@ pub fn list(core: &Core, params: &Value) -> Result<Value, RpcError> {
 }
 
 pub fn templates(core: &Core, params: &Value) -> Result<Value, RpcError> {
-    let (items, next) = page(&core.catalog.templates, cursor(params)?, core.page_size).map_err(RpcError::invalid_params)?;
-    let mut r = json!({"resourceTemplates": items.iter().map(|x| x.def.clone()).collect::<Vec<_>>()});
+    let (items, next) = page(&core.catalog.templates, cursor(params)?, core.page_size)
+        .map_err(RpcError::invalid_params)?;
+    let mut r =
+        json!({"resourceTemplates": items.iter().map(|x| x.def.clone()).collect::<Vec<_>>()});
     if let Some(n) = next {
         r["nextCursor"] = json!(n);
     }
@@ -29,7 +32,11 @@ pub fn templates(core: &Core, params: &Value) -> Result<Value, RpcError> {
 
 /// Not found: -32602 on the modern revision, -32002 on legacy ones; `data.uri` either way.
 fn not_found(uri: &str, era: &Era) -> RpcError {
-    let code = if era.is_modern() { super::jsonrpc::INVALID_PARAMS } else { RESOURCE_NOT_FOUND_LEGACY };
+    let code = if era.is_modern() {
+        super::jsonrpc::INVALID_PARAMS
+    } else {
+        RESOURCE_NOT_FOUND_LEGACY
+    };
     RpcError::new(code, "Resource not found").with_data(json!({"uri": uri}))
 }
 
@@ -38,7 +45,10 @@ pub fn exists(core: &Core, uri: &str) -> bool {
 }
 
 pub async fn read(core: &Core, params: &Value, ctx: &Ctx) -> Result<Value, RpcError> {
-    let uri = params.get("uri").and_then(Value::as_str).ok_or_else(|| RpcError::invalid_params("resources/read: uri is required"))?;
+    let uri = params
+        .get("uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("resources/read: uri is required"))?;
     if let Some(r) = core.catalog.resource(uri) {
         let content = match &r.body {
             ResourceBody::Text(t) => json!({"uri": uri, "mimeType": r.mime, "text": t}),
@@ -51,7 +61,11 @@ pub async fn read(core: &Core, params: &Value, ctx: &Ctx) -> Result<Value, RpcEr
                         json!({"uri": uri, "mimeType": r.mime, "blob": base64::engine::general_purpose::STANDARD.encode(e.into_bytes())})
                     }
                 },
-                Err(e) => return Err(RpcError::internal(format!("cannot read resource file: {e}"))),
+                Err(e) => {
+                    return Err(RpcError::internal(format!(
+                        "cannot read resource file: {e}"
+                    )))
+                }
             },
             ResourceBody::NodeStatus => {
                 let mut v = json!({"contents": [{"uri": uri, "mimeType": r.mime, "text": serde_json::to_string_pretty(&core.node_status()).unwrap_or_default()}]});
@@ -66,14 +80,21 @@ pub async fn read(core: &Core, params: &Value, ctx: &Ctx) -> Result<Value, RpcEr
     }
     if let Some((t, vars)) = core.catalog.template_for(uri) {
         let TemplateBody::Text(text) = &t.body;
-        return Ok(json!({"contents": [{"uri": uri, "mimeType": t.mime, "text": template::fill(text, &vars)}]}));
+        return Ok(
+            json!({"contents": [{"uri": uri, "mimeType": t.mime, "text": template::fill(text, &vars)}]}),
+        );
     }
     Err(not_found(uri, &ctx.era))
 }
 
 pub fn subscribe(core: &Core, params: &Value, ctx: &Ctx, on: bool) -> Result<Value, RpcError> {
-    let uri = params.get("uri").and_then(Value::as_str).ok_or_else(|| RpcError::invalid_params("uri is required"))?;
-    let Era::Legacy(s) = &ctx.era else { return Err(core.not_found("resources/subscribe", true)) };
+    let uri = params
+        .get("uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("uri is required"))?;
+    let Era::Legacy(s) = &ctx.era else {
+        return Err(core.not_found("resources/subscribe", true));
+    };
     if on {
         if !exists(core, uri) {
             return Err(not_found(uri, &ctx.era));

@@ -9,7 +9,13 @@ pub const MODERN: &str = "2026-07-28";
 /// Legacy revisions, newest first.
 pub const LEGACY: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 /// Every revision, newest first (what `server/discover` and -32022 errors list).
-pub const ALL: &[&str] = &[MODERN, "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+pub const ALL: &[&str] = &[
+    MODERN,
+    "2025-11-25",
+    "2025-06-18",
+    "2025-03-26",
+    "2024-11-05",
+];
 /// What a legacy HTTP request without `MCP-Protocol-Version` is taken to speak.
 pub const LEGACY_DEFAULT_HTTP: &str = "2025-03-26";
 

@@ -10,7 +10,8 @@ use crate::catalog::{self, builtin, fixtures, page, Backend};
 
 pub fn list(core: &Core, params: &Value, _ctx: &Ctx) -> Result<Value, RpcError> {
     let cursor = cursor(params)?;
-    let (items, next) = page(&core.catalog.tools, cursor, core.page_size).map_err(RpcError::invalid_params)?;
+    let (items, next) =
+        page(&core.catalog.tools, cursor, core.page_size).map_err(RpcError::invalid_params)?;
     let mut r = json!({"tools": items.iter().map(|t| t.def.clone()).collect::<Vec<_>>()});
     if let Some(n) = next {
         r["nextCursor"] = json!(n);
@@ -27,12 +28,22 @@ pub fn cursor(params: &Value) -> Result<Option<&str>, RpcError> {
 }
 
 pub async fn call(core: &Core, params: &Value, ctx: &Ctx) -> Result<Value, RpcError> {
-    let name = params.get("name").and_then(Value::as_str).ok_or_else(|| RpcError::invalid_params("tools/call: name is required"))?;
-    let tool = core.catalog.tool(name).ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params("tools/call: name is required"))?;
+    let tool = core
+        .catalog
+        .tool(name)
+        .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
     let args = match params.get("arguments") {
         None | Some(Value::Null) => &super::EMPTY_OBJECT,
         Some(a) if a.is_object() => a,
-        Some(_) => return Err(RpcError::invalid_params("tools/call: arguments must be an object")),
+        Some(_) => {
+            return Err(RpcError::invalid_params(
+                "tools/call: arguments must be an object",
+            ))
+        }
     };
     if ctx.era.is_modern() {
         // Protocol-level shape of the MRTR fields, before any tool logic.
@@ -40,12 +51,23 @@ pub async fn call(core: &Core, params: &Value, ctx: &Ctx) -> Result<Value, RpcEr
         mrtr::request_state(params)?;
     }
     if let Some(v) = &tool.validator {
-        let errors: Vec<String> = v.iter_errors(args).take(5).map(|e| {
-            let path = e.instance_path().to_string();
-            if path.is_empty() { e.to_string() } else { format!("{path}: {e}") }
-        }).collect();
+        let errors: Vec<String> = v
+            .iter_errors(args)
+            .take(5)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{path}: {e}")
+                }
+            })
+            .collect();
         if !errors.is_empty() {
-            return Ok(catalog::http::tool_error(format!("Invalid arguments for tool {name}: {}", errors.join("; "))));
+            return Ok(catalog::http::tool_error(format!(
+                "Invalid arguments for tool {name}: {}",
+                errors.join("; ")
+            )));
         }
     }
     let structured = builtin::structured_ok(ctx);

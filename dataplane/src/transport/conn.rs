@@ -35,7 +35,13 @@ pub struct Conn {
 
 impl Conn {
     /// A connection whose outgoing messages are written to `out` (bounded: the writer's pace).
-    pub fn new(core: Arc<Core>, transport: &'static str, out: mpsc::Sender<Bytes>, principal: Option<String>, limit: Arc<tokio::sync::Semaphore>) -> Arc<Self> {
+    pub fn new(
+        core: Arc<Core>,
+        transport: &'static str,
+        out: mpsc::Sender<Bytes>,
+        principal: Option<String>,
+        limit: Arc<tokio::sync::Semaphore>,
+    ) -> Arc<Self> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
         let metrics = core.metrics.clone();
         tokio::spawn(async move {
@@ -45,15 +51,28 @@ impl Conn {
                 }
                 let bytes = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
                 if out.send_timeout(bytes, WRITE_TIMEOUT).await.is_err() {
-                    tracing::debug!(transport, "client not reading or gone; dropping connection output");
+                    tracing::debug!(
+                        transport,
+                        "client not reading or gone; dropping connection output"
+                    );
                     break;
                 }
                 metrics.sent(transport, 1);
             }
         });
-        core.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        core.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         core.metrics.connection(transport);
-        Arc::new(Self { core, transport, tx, session: Mutex::new(None), peer: Peer::new(), in_flight: DashMap::new(), principal: principal.map(Into::into), limit })
+        Arc::new(Self {
+            core,
+            transport,
+            tx,
+            session: Mutex::new(None),
+            peer: Peer::new(),
+            in_flight: DashMap::new(),
+            principal: principal.map(Into::into),
+            limit,
+        })
     }
 
     /// Use an existing legacy session (the HTTP+SSE transport creates it at `GET /sse`).
@@ -84,7 +103,12 @@ impl Conn {
             Ok(Parsed::Batch(items)) => {
                 let allowed = self.session().is_some_and(|s| s.version.allows_batch());
                 if !allowed {
-                    self.send_error(None, &RpcError::invalid_request("Invalid Request: batches are not supported by this protocol version"));
+                    self.send_error(
+                        None,
+                        &RpcError::invalid_request(
+                            "Invalid Request: batches are not supported by this protocol version",
+                        ),
+                    );
                     return;
                 }
                 for m in items {
@@ -101,7 +125,10 @@ impl Conn {
         };
         if msg.is_response() {
             if let Some(id) = &msg.id {
-                let peer = self.session().map(|s| s.peer.clone()).unwrap_or_else(|| self.peer.clone());
+                let peer = self
+                    .session()
+                    .map(|s| s.peer.clone())
+                    .unwrap_or_else(|| self.peer.clone());
                 peer.complete(id, msg.result, msg.error);
             }
             return;
@@ -110,11 +137,17 @@ impl Conn {
             match msg.method() {
                 "notifications/initialized" => {
                     if let Some(s) = self.session() {
-                        s.initialized.store(true, std::sync::atomic::Ordering::Relaxed);
+                        s.initialized
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 "notifications/cancelled" => {
-                    if let Some(id) = msg.params.as_ref().and_then(|p| p.get("requestId")).and_then(|v| serde_json::from_value::<Id>(v.clone()).ok()) {
+                    if let Some(id) = msg
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("requestId"))
+                        .and_then(|v| serde_json::from_value::<Id>(v.clone()).ok())
+                    {
                         if let Some((_, h)) = self.in_flight.remove(&id) {
                             h.abort();
                         }
@@ -130,34 +163,48 @@ impl Conn {
             return;
         }
         let id = msg.id.clone().expect("request has id");
-        let modern = msg.meta().is_some_and(|m| m.contains_key(META_PROTOCOL_VERSION));
-        let era = if modern {
-            match lifecycle::modern_meta(&msg, None) {
-                Ok(meta) => Era::Modern(Arc::new(meta)),
-                Err(e) => return self.send_error(Some(&id), &e),
-            }
-        } else if msg.method() == "initialize" {
-            if self.session().is_some() {
-                return self.send_error(Some(&id), &RpcError::invalid_request("Already initialized"));
-            }
-            match lifecycle::initialize(&self.core, &msg, self.transport) {
-                Ok((s, result)) => {
-                    self.bind_session(s);
-                    self.core.metrics.request("initialize", self.transport, true, 0.0);
-                    self.send(serde_json::from_slice(&jsonrpc::result_bytes(&id, &result)).unwrap_or_default());
+        let modern = msg
+            .meta()
+            .is_some_and(|m| m.contains_key(META_PROTOCOL_VERSION));
+        let era =
+            if modern {
+                match lifecycle::modern_meta(&msg, None) {
+                    Ok(meta) => Era::Modern(Arc::new(meta)),
+                    Err(e) => return self.send_error(Some(&id), &e),
                 }
-                Err(e) => self.send_error(Some(&id), &e),
-            }
-            return;
-        } else {
-            match self.session() {
-                Some(s) => {
-                    s.touch();
-                    Era::Legacy(s)
+            } else if msg.method() == "initialize" {
+                if self.session().is_some() {
+                    return self
+                        .send_error(Some(&id), &RpcError::invalid_request("Already initialized"));
                 }
-                None => return self.send_error(Some(&id), &RpcError::invalid_request("Not initialized: send initialize first (or modern per-request _meta)")),
-            }
-        };
+                match lifecycle::initialize(&self.core, &msg, self.transport) {
+                    Ok((s, result)) => {
+                        self.bind_session(s);
+                        self.core
+                            .metrics
+                            .request("initialize", self.transport, true, 0.0);
+                        self.send(
+                            serde_json::from_slice(&jsonrpc::result_bytes(&id, &result))
+                                .unwrap_or_default(),
+                        );
+                    }
+                    Err(e) => self.send_error(Some(&id), &e),
+                }
+                return;
+            } else {
+                match self.session() {
+                    Some(s) => {
+                        s.touch();
+                        Era::Legacy(s)
+                    }
+                    None => return self.send_error(
+                        Some(&id),
+                        &RpcError::invalid_request(
+                            "Not initialized: send initialize first (or modern per-request _meta)",
+                        ),
+                    ),
+                }
+            };
 
         let (abort, reg) = AbortHandle::new_pair();
         self.in_flight.insert(id.clone(), abort);
@@ -185,7 +232,13 @@ impl Conn {
                                 }
                             }
                             let result = listener.closing_result(&conn.core);
-                            conn.send(serde_json::from_slice(&jsonrpc::result_bytes(&listener.id, &result)).unwrap_or_default());
+                            conn.send(
+                                serde_json::from_slice(&jsonrpc::result_bytes(
+                                    &listener.id,
+                                    &result,
+                                ))
+                                .unwrap_or_default(),
+                            );
                             conn.in_flight.remove(&listener.id);
                         },
                         reg,
@@ -197,8 +250,14 @@ impl Conn {
         let progress_token = msg.meta().and_then(|m| m.get("progressToken")).cloned();
         let ctx = Ctx {
             era,
-            out: Outbound { tx: Some(self.tx.clone()) },
-            peer: Some(self.session().map(|s| s.peer.clone()).unwrap_or_else(|| self.peer.clone())),
+            out: Outbound {
+                tx: Some(self.tx.clone()),
+            },
+            peer: Some(
+                self.session()
+                    .map(|s| s.peer.clone())
+                    .unwrap_or_else(|| self.peer.clone()),
+            ),
             progress_token,
             principal: self.principal.clone(),
             transport: self.transport,
@@ -208,7 +267,9 @@ impl Conn {
                 let _permit = conn.limit.clone().acquire_owned().await;
                 let r = conn.core.handle(&msg, &ctx).await;
                 conn.in_flight.remove(&id);
-                conn.send(serde_json::from_slice(&jsonrpc::response_bytes(&id, &r)).unwrap_or_default());
+                conn.send(
+                    serde_json::from_slice(&jsonrpc::response_bytes(&id, &r)).unwrap_or_default(),
+                );
             },
             reg,
         ));
@@ -226,6 +287,8 @@ impl Conn {
         if let Some(s) = self.session.lock().expect("session lock").take() {
             self.core.sessions.remove(&s.id);
         }
-        self.core.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.core
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

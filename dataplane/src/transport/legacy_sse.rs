@@ -19,16 +19,28 @@ use super::{empty, guard, rpc_error_response, sse_event, sse_response, Shared};
 use crate::protocol::jsonrpc::RpcError;
 use crate::session::LIVE_BUFFER;
 
-pub async fn open(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response<Body> {
+pub async fn open(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response<Body> {
     let principal = match guard(&st, &headers, peer) {
         Ok(p) => p,
         Err(r) => return r,
     };
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(LIVE_BUFFER);
-    let conn = Conn::new(st.core.clone(), "sse", out_tx.clone(), principal, st.limits.in_flight.clone());
+    let conn = Conn::new(
+        st.core.clone(),
+        "sse",
+        out_tx.clone(),
+        principal,
+        st.limits.in_flight.clone(),
+    );
     let key = uuid::Uuid::new_v4().simple().to_string();
     st.sse_conns.insert(key.clone(), conn.clone());
-    let endpoint = Bytes::from(format!("event: endpoint\ndata: /messages?sessionId={key}\n\n"));
+    let endpoint = Bytes::from(format!(
+        "event: endpoint\ndata: /messages?sessionId={key}\n\n"
+    ));
     let (body_tx, body_rx) = mpsc::channel::<Bytes>(LIVE_BUFFER);
     let st2 = st.clone();
     tokio::spawn(async move {
@@ -54,15 +66,30 @@ pub async fn open(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<Socke
         conn.close();
     });
     drop(out_tx);
-    sse_response(Body::from_stream(ReceiverStream::new(body_rx).map(Ok::<_, Infallible>)))
+    sse_response(Body::from_stream(
+        ReceiverStream::new(body_rx).map(Ok::<_, Infallible>),
+    ))
 }
 
-pub async fn message(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap, body: Bytes) -> Response<Body> {
+pub async fn message(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
     if let Err(r) = guard(&st, &headers, peer) {
         return r;
     }
-    let Some(conn) = q.get("sessionId").and_then(|k| st.sse_conns.get(k).map(|c| c.clone())) else {
-        return rpc_error_response(404, None, &RpcError::invalid_request("Unknown sessionId: open GET /sse first"));
+    let Some(conn) = q
+        .get("sessionId")
+        .and_then(|k| st.sse_conns.get(k).map(|c| c.clone()))
+    else {
+        return rpc_error_response(
+            404,
+            None,
+            &RpcError::invalid_request("Unknown sessionId: open GET /sse first"),
+        );
     };
     conn.on_frame(&body);
     empty(StatusCode::ACCEPTED)

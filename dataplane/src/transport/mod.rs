@@ -41,13 +41,19 @@ pub type Shared = Arc<AppState>;
 pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 /// A JSON-RPC error as an HTTP response.
 pub fn rpc_error_response(status: u16, id: Option<&jsonrpc::Id>, err: &RpcError) -> Response<Body> {
-    json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), jsonrpc::error_bytes(id, err))
+    json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        jsonrpc::error_bytes(id, err),
+    )
 }
 
 pub fn empty(status: StatusCode) -> Response<Body> {
@@ -73,25 +79,52 @@ pub fn sse_event(id: Option<&str>, data: &[u8]) -> Bytes {
 pub fn sse_response(body: Body) -> Response<Body> {
     let mut r = Response::new(body);
     let h = r.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
 }
 
 /// The checks every HTTP request to an MCP endpoint passes first: Origin, authentication,
 /// rate limit, draining. Ok carries the principal.
-pub fn guard(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<Option<String>, Response<Body>> {
-    let origin = headers.get(http::header::ORIGIN).map(|v| v.to_str().unwrap_or("\u{0}invalid"));
+#[allow(clippy::result_large_err)] // the Err is the response itself, returned at once
+pub fn guard(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Option<String>, Response<Body>> {
+    let origin = headers
+        .get(http::header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
     if !state.limits.origin.allows(origin) {
-        return Err(rpc_error_response(403, None, &RpcError::invalid_request("Forbidden: Origin not allowed")));
+        return Err(rpc_error_response(
+            403,
+            None,
+            &RpcError::invalid_request("Forbidden: Origin not allowed"),
+        ));
     }
-    let principal = match state.auth.check(headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok())) {
+    let principal = match state.auth.check(
+        headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    ) {
         Ok(p) => p,
         Err(e) => {
             let (msg, hdr) = match e {
-                AuthError::Missing => ("Unauthorized: bearer token required".to_string(), "Bearer realm=\"erlmcp\"".to_string()),
-                AuthError::Invalid(why) => (format!("Unauthorized: {why}"), "Bearer realm=\"erlmcp\", error=\"invalid_token\"".to_string()),
+                AuthError::Missing => (
+                    "Unauthorized: bearer token required".to_string(),
+                    "Bearer realm=\"erlmcp\"".to_string(),
+                ),
+                AuthError::Invalid(why) => (
+                    format!("Unauthorized: {why}"),
+                    "Bearer realm=\"erlmcp\", error=\"invalid_token\"".to_string(),
+                ),
             };
             let mut r = rpc_error_response(401, None, &RpcError::invalid_request(msg));
             if let Ok(v) = HeaderValue::from_str(&hdr) {
@@ -103,14 +136,23 @@ pub fn guard(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<
     let client = principal.clone().unwrap_or_else(|| peer.ip().to_string());
     if let Err(wait) = state.limits.rate.check(&client) {
         state.core.metrics.rate_limited.inc();
-        let err = RpcError::new(-31_001, "Rate limit exceeded").with_data(json!({"retryAfterMs": wait.as_millis() as u64}));
+        let err = RpcError::new(-31_001, "Rate limit exceeded")
+            .with_data(json!({"retryAfterMs": wait.as_millis() as u64}));
         let mut r = rpc_error_response(429, None, &err);
-        r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
         return Err(r);
     }
     if state.core.lifecycle.is_draining() {
-        let mut r = rpc_error_response(503, None, &RpcError::internal("Server is shutting down; retry on another node"));
-        r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let mut r = rpc_error_response(
+            503,
+            None,
+            &RpcError::internal("Server is shutting down; retry on another node"),
+        );
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         return Err(r);
     }
     Ok(principal)

@@ -27,7 +27,9 @@ use super::{empty, guard, json_response, rpc_error_response, sse_event, sse_resp
 use crate::catalog::fixtures::CLOSE_STREAM;
 use crate::limits::WRITE_TIMEOUT;
 use crate::protocol::context::{Ctx, Era, Outbound};
-use crate::protocol::jsonrpc::{self, Id, Message, Parsed, RpcError, HEADER_MISMATCH, INVALID_REQUEST, PARSE_ERROR};
+use crate::protocol::jsonrpc::{
+    self, Id, Message, Parsed, RpcError, HEADER_MISMATCH, INVALID_REQUEST, PARSE_ERROR,
+};
 use crate::protocol::revision::{self, Legacy, META_PROTOCOL_VERSION};
 use crate::protocol::subscriptions::Listener;
 use crate::protocol::{lifecycle, Core};
@@ -54,13 +56,24 @@ fn status_for(e: &RpcError, modern: bool) -> u16 {
     }
 }
 
-pub async fn post(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response<Body> {
+pub async fn post(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
     let principal = match guard(&st, &headers, peer) {
         Ok(p) => p,
         Err(r) => return r,
     };
     if !is_json_content_type(&headers) {
-        return rpc_error_response(415, None, &RpcError::invalid_request("Unsupported Media Type: Content-Type must be application/json"));
+        return rpc_error_response(
+            415,
+            None,
+            &RpcError::invalid_request(
+                "Unsupported Media Type: Content-Type must be application/json",
+            ),
+        );
     }
     st.core.metrics.received("http", 1);
     let parsed = match jsonrpc::parse(&body) {
@@ -83,14 +96,33 @@ pub async fn post(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<Socke
 
 // ---------------------------------------------------------------- modern
 
-async fn modern_post(st: &Shared, headers: &HeaderMap, parsed: Parsed, principal: Option<String>) -> Response<Body> {
+async fn modern_post(
+    st: &Shared,
+    headers: &HeaderMap,
+    parsed: Parsed,
+    principal: Option<String>,
+) -> Response<Body> {
     let msg = match parsed {
-        Parsed::Batch(_) => return rpc_error_response(400, None, &RpcError::invalid_request("Invalid Request: batches are not part of this protocol version")),
+        Parsed::Batch(_) => {
+            return rpc_error_response(
+                400,
+                None,
+                &RpcError::invalid_request(
+                    "Invalid Request: batches are not part of this protocol version",
+                ),
+            )
+        }
         Parsed::Single(Err((id, e))) => return rpc_error_response(400, id.as_ref(), &e),
         Parsed::Single(Ok(m)) => m,
     };
     if msg.is_response() {
-        return rpc_error_response(400, None, &RpcError::invalid_request("Invalid Request: clients do not send responses in this protocol version"));
+        return rpc_error_response(
+            400,
+            None,
+            &RpcError::invalid_request(
+                "Invalid Request: clients do not send responses in this protocol version",
+            ),
+        );
     }
     if msg.is_notification() {
         return empty(StatusCode::ACCEPTED);
@@ -98,7 +130,14 @@ async fn modern_post(st: &Shared, headers: &HeaderMap, parsed: Parsed, principal
     let id = msg.id.clone().expect("request id");
     let hv = header(headers, VERSION_HEADER);
     if hv.is_none() {
-        return rpc_error_response(400, Some(&id), &RpcError::new(HEADER_MISMATCH, "Header mismatch: MCP-Protocol-Version header is required"));
+        return rpc_error_response(
+            400,
+            Some(&id),
+            &RpcError::new(
+                HEADER_MISMATCH,
+                "Header mismatch: MCP-Protocol-Version header is required",
+            ),
+        );
     }
     if let Err(e) = check_headers(headers, &msg, &st.core) {
         return rpc_error_response(400, Some(&id), &e);
@@ -124,9 +163,24 @@ async fn modern_post(st: &Shared, headers: &HeaderMap, parsed: Parsed, principal
 /// Decode a header value that may use the `=?base64?...?=` sentinel.
 pub fn decode_header_value(raw: &str) -> Result<String, RpcError> {
     let v = raw.trim();
-    if let Some(inner) = v.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(inner).map_err(|_| RpcError::new(HEADER_MISMATCH, "Header mismatch: invalid Base64 in header value"))?;
-        return String::from_utf8(bytes).map_err(|_| RpcError::new(HEADER_MISMATCH, "Header mismatch: Base64 header value is not UTF-8"));
+    if let Some(inner) = v
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(inner)
+            .map_err(|_| {
+                RpcError::new(
+                    HEADER_MISMATCH,
+                    "Header mismatch: invalid Base64 in header value",
+                )
+            })?;
+        return String::from_utf8(bytes).map_err(|_| {
+            RpcError::new(
+                HEADER_MISMATCH,
+                "Header mismatch: Base64 header value is not UTF-8",
+            )
+        });
     }
     Ok(v.to_string())
 }
@@ -140,12 +194,22 @@ pub fn check_headers(headers: &HeaderMap, msg: &Message, core: &Core) -> Result<
     let get = |name: &str| -> Result<Option<&str>, RpcError> {
         match headers.get(name) {
             None => Ok(None),
-            Some(v) => v.to_str().map(Some).map_err(|_| RpcError::new(HEADER_MISMATCH, format!("Header mismatch: {name} contains invalid characters"))),
+            Some(v) => v.to_str().map(Some).map_err(|_| {
+                RpcError::new(
+                    HEADER_MISMATCH,
+                    format!("Header mismatch: {name} contains invalid characters"),
+                )
+            }),
         }
     };
     let method = msg.method();
     match get("mcp-method")? {
-        None => return Err(RpcError::new(HEADER_MISMATCH, "Header mismatch: Mcp-Method header is required")),
+        None => {
+            return Err(RpcError::new(
+                HEADER_MISMATCH,
+                "Header mismatch: Mcp-Method header is required",
+            ))
+        }
         Some(h) if h.trim() != method => return Err(mismatch("Mcp-Method", h.trim(), method)),
         Some(_) => {}
     }
@@ -157,7 +221,12 @@ pub fn check_headers(headers: &HeaderMap, msg: &Message, core: &Core) -> Result<
     if let Some(key) = name_key {
         if let Some(body_name) = msg.param_str(key) {
             match get("mcp-name")? {
-                None => return Err(RpcError::new(HEADER_MISMATCH, "Header mismatch: Mcp-Name header is required")),
+                None => {
+                    return Err(RpcError::new(
+                        HEADER_MISMATCH,
+                        "Header mismatch: Mcp-Name header is required",
+                    ))
+                }
                 Some(h) => {
                     let decoded = decode_header_value(h)?;
                     if decoded != body_name {
@@ -212,7 +281,12 @@ fn listen(st: &Shared, id: Id, msg: &Message) -> Response<Body> {
             let tx = tx.clone();
             async move { tx.send_timeout(b, WRITE_TIMEOUT).await.is_ok() }
         };
-        if !send(sse_event(None, &serde_json::to_vec(&ack).unwrap_or_default())).await {
+        if !send(sse_event(
+            None,
+            &serde_json::to_vec(&ack).unwrap_or_default(),
+        ))
+        .await
+        {
             return;
         }
         let drained = core.lifecycle.drained();
@@ -233,10 +307,18 @@ fn listen(st: &Shared, id: Id, msg: &Message) -> Response<Body> {
         // Server-side close: tell the client when to come back, then the closing result.
         let _ = send(Bytes::from(format!("retry: {retry}\n\n"))).await;
         let result = listener.closing_result(&core);
-        let _ = send(sse_event(None, &jsonrpc::result_bytes(&listener.id, &result))).await;
+        let _ = send(sse_event(
+            None,
+            &jsonrpc::result_bytes(&listener.id, &result),
+        ))
+        .await;
     });
-    st.core.metrics.request("subscriptions/listen", "http", true, 0.0);
-    sse_response(Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>)))
+    st.core
+        .metrics
+        .request("subscriptions/listen", "http", true, 0.0);
+    sse_response(Body::from_stream(
+        ReceiverStream::new(rx).map(Ok::<_, Infallible>),
+    ))
 }
 
 // ---------------------------------------------------------------- shared request runner
@@ -244,7 +326,12 @@ fn listen(st: &Shared, id: Id, msg: &Message) -> Response<Body> {
 /// Run one request: plain JSON if nothing is emitted before the result, else SSE. Modern
 /// streams belong to the request (closing cancels it); legacy ones are buffered in the
 /// session for resumption and the request runs on regardless.
-async fn run(st: &Shared, msg: Message, mut ctx: Ctx, session: Option<Arc<Session>>) -> Response<Body> {
+async fn run(
+    st: &Shared,
+    msg: Message,
+    mut ctx: Ctx,
+    session: Option<Arc<Session>>,
+) -> Response<Body> {
     let id = msg.id.clone().expect("request id");
     let modern = session.is_none();
     let (out, mut rx) = Outbound::channel();
@@ -327,18 +414,23 @@ async fn run(st: &Shared, msg: Message, mut ctx: Ctx, session: Option<Arc<Sessio
                     }
                 }
             });
-            sse_response(Body::from_stream(ReceiverStream::new(brx).map(Ok::<_, Infallible>)))
+            sse_response(Body::from_stream(
+                ReceiverStream::new(brx).map(Ok::<_, Infallible>),
+            ))
         }
         Some(s) => {
             let stream = s.events.lock().expect("events").open();
             if s.version >= Legacy::V20251125 {
                 s.events.lock().expect("events").push(stream, "".into());
             }
-            let body = attached_body(&s, stream, None, st.retry_ms).unwrap_or_else(|| Body::empty());
+            let body = attached_body(&s, stream, None, st.retry_ms).unwrap_or_else(Body::empty);
             let metrics = st.core.metrics.clone();
             tokio::spawn(async move {
                 let push = |s: &Session, v: &Value| {
-                    let data: Arc<str> = String::from_utf8(serde_json::to_vec(v).unwrap_or_default()).unwrap_or_default().into();
+                    let data: Arc<str> =
+                        String::from_utf8(serde_json::to_vec(v).unwrap_or_default())
+                            .unwrap_or_default()
+                            .into();
                     s.events.lock().expect("events").push(stream, data);
                 };
                 let handle = |s: &Session, v: Value| {
@@ -377,7 +469,9 @@ fn attached_body(s: &Session, stream: u64, after: Option<u64>, retry_ms: u64) ->
     let render = move |(seq, data): (u64, Arc<str>)| -> Result<Bytes, Infallible> {
         let eid = event_id(stream, seq);
         if data.is_empty() {
-            Ok(Bytes::from(format!("id: {eid}\nretry: {retry_ms}\ndata: \n\n")))
+            Ok(Bytes::from(format!(
+                "id: {eid}\nretry: {retry_ms}\ndata: \n\n"
+            )))
         } else {
             Ok(sse_event(Some(&eid), data.as_bytes()))
         }
@@ -392,11 +486,23 @@ fn attached_body(s: &Session, stream: u64, after: Option<u64>, retry_ms: u64) ->
 // ---------------------------------------------------------------- legacy
 
 fn session_not_found() -> Response<Body> {
-    rpc_error_response(404, None, &RpcError::invalid_request("Session not found: it expired or was closed; initialize a new one"))
+    rpc_error_response(
+        404,
+        None,
+        &RpcError::invalid_request(
+            "Session not found: it expired or was closed; initialize a new one",
+        ),
+    )
 }
 
 /// Forward to the owning node through the cluster hook, when the session lives elsewhere.
-async fn try_forward(st: &Shared, sid: &str, method: http::Method, headers: &HeaderMap, body: Bytes) -> Option<Response<Body>> {
+async fn try_forward(
+    st: &Shared,
+    sid: &str,
+    method: http::Method,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Option<Response<Body>> {
     if st.core.sessions.owned_here(sid) {
         return None;
     }
@@ -414,27 +520,57 @@ async fn try_forward(st: &Shared, sid: &str, method: http::Method, headers: &Hea
         }
         Err(e) => {
             tracing::warn!(owner, error = %e, "forwarding to the session owner failed");
-            Some(rpc_error_response(502, None, &RpcError::internal("The node owning this session is unreachable")))
+            Some(rpc_error_response(
+                502,
+                None,
+                &RpcError::internal("The node owning this session is unreachable"),
+            ))
         }
     }
 }
 
+#[allow(clippy::result_large_err)] // the Err is the response itself, returned at once
 fn lookup(st: &Shared, headers: &HeaderMap) -> Result<Arc<Session>, Response<Body>> {
-    let sid = header(headers, SESSION_HEADER).ok_or_else(|| rpc_error_response(400, None, &RpcError::invalid_request("Bad Request: Mcp-Session-Id header is required")))?;
+    let sid = header(headers, SESSION_HEADER).ok_or_else(|| {
+        rpc_error_response(
+            400,
+            None,
+            &RpcError::invalid_request("Bad Request: Mcp-Session-Id header is required"),
+        )
+    })?;
     let s = st.core.sessions.get(sid).ok_or_else(session_not_found)?;
     if let Some(v) = header(headers, VERSION_HEADER) {
         if v.trim() != s.version.as_str() {
-            return Err(rpc_error_response(400, None, &RpcError::invalid_request(format!("Bad Request: MCP-Protocol-Version {v:?} does not match the session's {}", s.version.as_str()))));
+            return Err(rpc_error_response(
+                400,
+                None,
+                &RpcError::invalid_request(format!(
+                    "Bad Request: MCP-Protocol-Version {v:?} does not match the session's {}",
+                    s.version.as_str()
+                )),
+            ));
         }
     }
     Ok(s)
 }
 
-async fn legacy_post(st: &Shared, headers: &HeaderMap, raw: Bytes, parsed: Parsed, principal: Option<String>) -> Response<Body> {
+async fn legacy_post(
+    st: &Shared,
+    headers: &HeaderMap,
+    raw: Bytes,
+    parsed: Parsed,
+    principal: Option<String>,
+) -> Response<Body> {
     if let Parsed::Single(Ok(m)) = &parsed {
         if m.method() == "initialize" && m.is_request() {
             if header(headers, SESSION_HEADER).is_some() {
-                return rpc_error_response(400, m.id.as_ref(), &RpcError::invalid_request("Bad Request: initialize must not carry Mcp-Session-Id"));
+                return rpc_error_response(
+                    400,
+                    m.id.as_ref(),
+                    &RpcError::invalid_request(
+                        "Bad Request: initialize must not carry Mcp-Session-Id",
+                    ),
+                );
             }
             let id = m.id.clone().expect("id");
             return match lifecycle::initialize(&st.core, m, "http") {
@@ -458,7 +594,8 @@ async fn legacy_post(st: &Shared, headers: &HeaderMap, raw: Bytes, parsed: Parse
         Err(resp) => {
             if resp.status() == StatusCode::NOT_FOUND {
                 if let Some(sid) = header(headers, SESSION_HEADER) {
-                    if let Some(fwd) = try_forward(st, sid, http::Method::POST, headers, raw).await {
+                    if let Some(fwd) = try_forward(st, sid, http::Method::POST, headers, raw).await
+                    {
                         return fwd;
                     }
                 }
@@ -470,7 +607,13 @@ async fn legacy_post(st: &Shared, headers: &HeaderMap, raw: Bytes, parsed: Parse
         Parsed::Single(m) => vec![m],
         Parsed::Batch(items) => {
             if !session.version.allows_batch() {
-                return rpc_error_response(400, None, &RpcError::invalid_request("Invalid Request: batches are not supported by this protocol version"));
+                return rpc_error_response(
+                    400,
+                    None,
+                    &RpcError::invalid_request(
+                        "Invalid Request: batches are not supported by this protocol version",
+                    ),
+                );
             }
             items
         }
@@ -487,9 +630,16 @@ async fn legacy_post(st: &Shared, headers: &HeaderMap, raw: Bytes, parsed: Parse
                 }
             }
             Ok(m) if m.is_notification() => match m.method() {
-                "notifications/initialized" => session.initialized.store(true, std::sync::atomic::Ordering::Relaxed),
+                "notifications/initialized" => session
+                    .initialized
+                    .store(true, std::sync::atomic::Ordering::Relaxed),
                 "notifications/cancelled" => {
-                    if let Some(id) = m.params.as_ref().and_then(|p| p.get("requestId")).and_then(|v| serde_json::from_value::<Id>(v.clone()).ok()) {
+                    if let Some(id) = m
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.get("requestId"))
+                        .and_then(|v| serde_json::from_value::<Id>(v.clone()).ok())
+                    {
                         if let Some((_, h)) = session.in_flight.remove(&id) {
                             h.abort();
                         }
@@ -541,18 +691,31 @@ async fn legacy_post(st: &Shared, headers: &HeaderMap, raw: Bytes, parsed: Parse
     json_response(StatusCode::OK, Bytes::from(out))
 }
 
-pub async fn get(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response<Body> {
+pub async fn get(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response<Body> {
     if let Err(r) = guard(&st, &headers, peer) {
         return r;
     }
     if header(&headers, SESSION_HEADER).is_none() {
         // The modern revision has no GET stream; legacy clients always name their session.
         let mut r = rpc_error_response(405, None, &RpcError::invalid_request("Method Not Allowed: GET needs an Mcp-Session-Id (use subscriptions/listen on the current revision)"));
-        r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+        r.headers_mut().insert(
+            http::header::ALLOW,
+            HeaderValue::from_static("POST, DELETE"),
+        );
         return r;
     }
-    if !header(&headers, "accept").is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*")) {
-        return rpc_error_response(406, None, &RpcError::invalid_request("Not Acceptable: GET requires Accept: text/event-stream"));
+    if !header(&headers, "accept")
+        .is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"))
+    {
+        return rpc_error_response(
+            406,
+            None,
+            &RpcError::invalid_request("Not Acceptable: GET requires Accept: text/event-stream"),
+        );
     }
     let s = match lookup(&st, &headers) {
         Ok(s) => s,
@@ -560,11 +723,21 @@ pub async fn get(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<Socket
     };
     if let Some(last) = header(&headers, "last-event-id") {
         let Some((stream, seq)) = parse_event_id(last) else {
-            return rpc_error_response(400, None, &RpcError::invalid_request("Bad Request: malformed Last-Event-ID"));
+            return rpc_error_response(
+                400,
+                None,
+                &RpcError::invalid_request("Bad Request: malformed Last-Event-ID"),
+            );
         };
         return match attached_body(&s, stream, Some(seq), st.retry_ms) {
             Some(b) => sse_response(b),
-            None => rpc_error_response(404, None, &RpcError::invalid_request("Unknown stream for Last-Event-ID (it may have expired)")),
+            None => rpc_error_response(
+                404,
+                None,
+                &RpcError::invalid_request(
+                    "Unknown stream for Last-Event-ID (it may have expired)",
+                ),
+            ),
         };
     }
     // A standalone stream for server-initiated notifications; it replaces any earlier one.
@@ -594,13 +767,28 @@ pub async fn get(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<Socket
                         _ = &mut drained => break,
                     };
                     let note = match ev {
-                        Ok(crate::protocol::ServerEvent::ListChanged(what)) => jsonrpc::notification(&format!("notifications/{what}/list_changed"), serde_json::json!({})),
-                        Ok(crate::protocol::ServerEvent::ResourceUpdated(uri)) if sess.is_subscribed(&uri) => jsonrpc::notification("notifications/resources/updated", serde_json::json!({"uri": &*uri})),
+                        Ok(crate::protocol::ServerEvent::ListChanged(what)) => {
+                            jsonrpc::notification(
+                                &format!("notifications/{what}/list_changed"),
+                                serde_json::json!({}),
+                            )
+                        }
+                        Ok(crate::protocol::ServerEvent::ResourceUpdated(uri))
+                            if sess.is_subscribed(&uri) =>
+                        {
+                            jsonrpc::notification(
+                                "notifications/resources/updated",
+                                serde_json::json!({"uri": &*uri}),
+                            )
+                        }
                         Ok(_) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(_) => break,
                     };
-                    let data: Arc<str> = String::from_utf8(serde_json::to_vec(&note).unwrap_or_default()).unwrap_or_default().into();
+                    let data: Arc<str> =
+                        String::from_utf8(serde_json::to_vec(&note).unwrap_or_default())
+                            .unwrap_or_default()
+                            .into();
                     sess.events.lock().expect("events").push(stream, data);
                 }
             },
@@ -612,13 +800,22 @@ pub async fn get(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<Socket
     sse_response(body)
 }
 
-pub async fn delete(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response<Body> {
+pub async fn delete(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response<Body> {
     if let Err(r) = guard(&st, &headers, peer) {
         return r;
     }
     let Some(sid) = header(&headers, SESSION_HEADER) else {
-        let mut r = rpc_error_response(405, None, &RpcError::invalid_request("Method Not Allowed: DELETE needs an Mcp-Session-Id"));
-        r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        let mut r = rpc_error_response(
+            405,
+            None,
+            &RpcError::invalid_request("Method Not Allowed: DELETE needs an Mcp-Session-Id"),
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
         return r;
     };
     if st.core.sessions.remove(sid) {
@@ -640,6 +837,9 @@ mod tests {
         assert_eq!(decode_header_value("=?base64?SGVsbG8=?=").unwrap(), "Hello");
         assert!(decode_header_value("=?base64?SGVsbG8?=").is_err());
         assert!(decode_header_value("=?base64?SGVs!!!bG8=?=").is_err());
-        assert_eq!(decode_header_value("=?base64?SGVsbG8=").unwrap(), "=?base64?SGVsbG8=");
+        assert_eq!(
+            decode_header_value("=?base64?SGVsbG8=").unwrap(),
+            "=?base64?SGVsbG8="
+        );
     }
 }

@@ -51,7 +51,13 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(LIVE_BUFFER);
-    let conn: Arc<Conn> = Conn::new(st.core.clone(), transport, out_tx.clone(), None, st.limits.in_flight.clone());
+    let conn: Arc<Conn> = Conn::new(
+        st.core.clone(),
+        transport,
+        out_tx.clone(),
+        None,
+        st.limits.in_flight.clone(),
+    );
     let writer = tokio::spawn(async move {
         while let Some(b) = out_rx.recv().await {
             let ok = tokio::time::timeout(WRITE_TIMEOUT, async {
@@ -70,7 +76,11 @@ where
     let mut buf = Vec::with_capacity(4096);
     loop {
         buf.clear();
-        let n = match (&mut reader).take(max as u64 + 1).read_until(b'\n', &mut buf).await {
+        let n = match (&mut reader)
+            .take(max as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
             Ok(n) => n,
             Err(_) => break,
         };

@@ -16,23 +16,39 @@ use super::{guard, Shared};
 use crate::limits::WRITE_TIMEOUT;
 use crate::session::LIVE_BUFFER;
 
-pub async fn upgrade(State(st): State<Shared>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response<Body> {
+pub async fn upgrade(
+    State(st): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response<Body> {
     let principal = match guard(&st, &headers, peer) {
         Ok(p) => p,
         Err(r) => return r,
     };
     let max = st.limits.max_body;
-    ws.max_message_size(max).max_frame_size(max).protocols(["mcp"]).on_upgrade(move |socket| serve(st, socket, principal)).into_response()
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .protocols(["mcp"])
+        .on_upgrade(move |socket| serve(st, socket, principal))
+        .into_response()
 }
 
 async fn serve(st: Shared, socket: WebSocket, principal: Option<String>) {
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(LIVE_BUFFER);
-    let conn = Conn::new(st.core.clone(), "websocket", out_tx, principal, st.limits.in_flight.clone());
+    let conn = Conn::new(
+        st.core.clone(),
+        "websocket",
+        out_tx,
+        principal,
+        st.limits.in_flight.clone(),
+    );
     let writer = tokio::spawn(async move {
         while let Some(b) = out_rx.recv().await {
             let text = String::from_utf8(b.to_vec()).unwrap_or_default();
-            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(WsMessage::Text(text.into()))).await {
+            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(WsMessage::Text(text.into()))).await
+            {
                 Ok(Ok(())) => {}
                 _ => break,
             }

@@ -1,0 +1,227 @@
+//! In-process server and a tiny HTTP client for the integration tests.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use erlmcp_dataplane::app::{self, Listeners, Running};
+use erlmcp_dataplane::config;
+use erlmcp_dataplane::node::{Lifecycle, SingleNode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+pub const MODERN: &str = "2026-07-28";
+
+pub async fn start(yaml: &str, env: &[(&str, &str)], fixtures: bool) -> Running {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let file = config::parse_file(yaml).expect("yaml");
+    let mut e: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    e.entry("ERLMCP_NODE_NAME".into())
+        .or_insert("erlmcp@test-node".into());
+    // Ports in the config must be distinct and valid; the real listeners are port 0 below.
+    e.entry("ERLMCP_PORT".into()).or_insert("1".into());
+    e.entry("HEALTH_PORT".into()).or_insert("2".into());
+    e.entry("METRICS_PORT".into()).or_insert("3".into());
+    let cfg = config::from_parts(file, &e, fixtures).expect("config");
+    let l = |_: ()| async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
+    let listeners = Listeners {
+        mcp: l(()).await,
+        health: l(()).await,
+        metrics: l(()).await,
+        tcp: if cfg.file.mcp.transports.tcp.enabled {
+            Some(l(()).await)
+        } else {
+            None
+        },
+    };
+    app::start(
+        cfg,
+        Arc::new(SingleNode),
+        Arc::new(Lifecycle::new()),
+        listeners,
+    )
+    .await
+    .expect("start")
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        if self
+            .headers
+            .get("content-type")
+            .is_some_and(|c| c.to_str().unwrap().starts_with("text/event-stream"))
+        {
+            // The last JSON-RPC response in the stream.
+            let events = sse_data(&self.body);
+            return events
+                .into_iter()
+                .rev()
+                .find(|v| v.get("result").is_some() || v.get("error").is_some())
+                .unwrap_or(Value::Null);
+        }
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn header(&self, k: &str) -> Option<String> {
+        self.headers.get(k).map(|v| v.to_str().unwrap().to_string())
+    }
+}
+
+pub fn sse_data(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Resp {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut b = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = client
+        .request(b.body(Full::new(body.into())).unwrap())
+        .await
+        .expect("http");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        resp.into_body().collect(),
+    )
+    .await
+    .expect("body in time")
+    .map(|c| c.to_bytes())
+    .unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+pub fn mcp_url(r: &Running) -> String {
+    format!("http://{}/mcp", r.mcp_addr)
+}
+
+pub fn modern_meta() -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}, "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}, "sampling": {}, "roots": {}}})
+}
+
+/// A well-formed modern request: body `_meta` and matching headers.
+pub async fn modern(addr: SocketAddr, id: i64, method: &str, mut params: Value) -> Resp {
+    params["_meta"] = modern_meta();
+    let name = params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+    let mut h = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", MODERN),
+        ("mcp-method", method),
+    ];
+    if let Some(n) = &name {
+        h.push(("mcp-name", n.as_str()));
+    }
+    request("POST", &format!("http://{addr}/mcp"), &h, body).await
+}
+
+/// A legacy client: initialize, initialized; returns the session id.
+pub async fn legacy_session(addr: SocketAddr, version: &str) -> (String, Value) {
+    let url = format!("http://{addr}/mcp");
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": version, "capabilities": {"sampling": {}, "elicitation": {}}, "clientInfo": {"name": "t", "version": "1"}}}).to_string();
+    let r = request(
+        "POST",
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ],
+        init,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sid = r.header("mcp-session-id").expect("session id");
+    let n = request(
+        "POST",
+        &url,
+        &legacy_headers(&sid, version),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+    )
+    .await;
+    assert_eq!(n.status, 202);
+    (sid, r.json()["result"].clone())
+}
+
+pub fn legacy_headers<'a>(sid: &'a str, version: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-session-id", sid),
+        ("mcp-protocol-version", version),
+    ]
+}
+
+pub async fn legacy(
+    addr: SocketAddr,
+    sid: &str,
+    version: &str,
+    id: i64,
+    method: &str,
+    params: Value,
+) -> Resp {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+    request(
+        "POST",
+        &format!("http://{addr}/mcp"),
+        &legacy_headers(sid, version),
+        body,
+    )
+    .await
+}
+
+/// Validate `value` against definition `def` of a revision's schema.
+pub fn schema_check(revision: &str, def: &str, value: &Value) {
+    let path = format!(
+        "{}/tests/schemas/schema-{revision}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    schema["$ref"] = json!(format!("#/$defs/{def}"));
+    let v = jsonschema::options()
+        .build(&schema)
+        .expect("schema compiles");
+    let errors: Vec<String> = v
+        .iter_errors(value)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{def} ({revision}) invalid: {errors:?}\n{value:#}"
+    );
+}
