@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use erlmcp_operator::build::ServerCapabilities;
+use erlmcp_operator::controller::{parse_namespaces, RunConfig};
 use erlmcp_operator::render::{render, RenderError};
 
 #[derive(Parser)]
@@ -19,8 +20,32 @@ struct Cli {
     command: Option<Command>,
 }
 
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Address of the health and metrics server.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: String,
+    /// Namespaces to watch, comma-separated; empty watches all.
+    #[arg(long, env = "WATCH_NAMESPACES", default_value = "")]
+    watch_namespaces: String,
+    /// Compete for a Lease so that only one replica reconciles.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease. Default: the pod's namespace, else "default".
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Lease duration in seconds (a follower takes over this long after the leader vanishes).
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+    /// Log format: json or text.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
+    log_format: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Reconcile ErlmcpClusters (the default).
+    Run(RunArgs),
     /// Print every object the operator would apply for the ErlmcpClusters in a file (offline).
     Render {
         /// YAML file with one or more ErlmcpCluster documents ("-" for stdin).
@@ -94,11 +119,66 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        None => run(),
+        Some(Command::Run(args)) => run(args),
+        // No subcommand: `run` with its defaults (and environment).
+        None => match Cli::parse_from(["erlmcp-operator", "run"]).command {
+            Some(Command::Run(args)) => run(args),
+            _ => unreachable!("parsed as run"),
+        },
     }
 }
 
-fn run() -> ExitCode {
-    eprintln!("the controller arrives in the next commit");
-    ExitCode::from(1)
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_lease_manager=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "text" {
+        builder.init();
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logging(&args.log_format);
+    // Test beds give each local "pod" its own loopback address; production binds all interfaces.
+    let mut addr = args.metrics_addr.clone();
+    if let Ok(bind) = std::env::var("ERLMCP_BIND_ADDRESS") {
+        if let Some((_, port)) = addr.rsplit_once(':') {
+            addr = format!("{bind}:{port}");
+        }
+    }
+    let metrics_addr = match addr.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: --metrics-addr {addr:?}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = RunConfig {
+        metrics_addr,
+        namespaces: parse_namespaces(&args.watch_namespaces),
+        leader_election: args.leader_elect,
+        leader_election_namespace: args.leader_election_namespace,
+        lease_seconds: args.lease_seconds,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(erlmcp_operator::controller::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "operator failed");
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -20,9 +20,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use serde_json::Value;
 
-pub use configmap::{dataplane_config, CONFIG_FILE, CONFIG_KEY};
+pub use configmap::{dataplane_config, mounted_secrets, CONFIG_FILE, CONFIG_KEY};
 pub use merge::json_merge;
-pub use secrets::{generate_cookie, COOKIE_KEY};
+pub use secrets::{generate_cookie, COOKIE_KEY, GENERATED_ANNOTATION, GENERATED_PLACEHOLDER};
 pub use tls::generate_operator_ca;
 
 /// Field manager for everything the operator applies.

@@ -1,0 +1,256 @@
+//! Talking to the API server about children: server-side apply (one field manager, forced),
+//! create-once for generated Secrets, listing what we own, and pruning what the spec dropped.
+
+use std::collections::BTreeMap;
+
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::Client;
+use serde_json::Value;
+
+use crate::build::{self, Child, ServerCapabilities, FIELD_MANAGER};
+
+/// Plural resource names of every kind the operator manages.
+fn plural(kind: &str) -> &'static str {
+    match kind {
+        "StatefulSet" => "statefulsets",
+        "Service" => "services",
+        "ConfigMap" => "configmaps",
+        "Secret" => "secrets",
+        "ServiceAccount" => "serviceaccounts",
+        "Role" => "roles",
+        "RoleBinding" => "rolebindings",
+        "PodDisruptionBudget" => "poddisruptionbudgets",
+        "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
+        "NetworkPolicy" => "networkpolicies",
+        "ServiceMonitor" => "servicemonitors",
+        "PrometheusRule" => "prometheusrules",
+        "Certificate" => "certificates",
+        other => panic!("unmanaged kind {other}"),
+    }
+}
+
+/// The API resource of `kind` at `api_version`.
+pub fn api_resource(api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural(kind))
+}
+
+/// Every kind the operator may own, at the versions this server serves.
+pub fn managed_kinds(caps: &ServerCapabilities) -> Vec<(String, String)> {
+    let mut kinds: Vec<(String, String)> = [
+        ("apps/v1", "StatefulSet"),
+        ("v1", "Service"),
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("v1", "ServiceAccount"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+    ]
+    .iter()
+    .map(|(v, k)| (v.to_string(), k.to_string()))
+    .collect();
+    kinds.push((caps.pdb_api_version.clone(), "PodDisruptionBudget".into()));
+    kinds.push((
+        caps.hpa_api_version.clone(),
+        "HorizontalPodAutoscaler".into(),
+    ));
+    if caps.service_monitor {
+        kinds.push(("monitoring.coreos.com/v1".into(), "ServiceMonitor".into()));
+    }
+    if caps.prometheus_rule {
+        kinds.push(("monitoring.coreos.com/v1".into(), "PrometheusRule".into()));
+    }
+    if caps.cert_manager {
+        kinds.push(("cert-manager.io/v1".into(), "Certificate".into()));
+    }
+    kinds
+}
+
+fn api_for(client: &Client, ns: &str, api_version: &str, kind: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &api_resource(api_version, kind))
+}
+
+/// Server-side apply, forced, under the operator's field manager. Returns the object as stored.
+pub async fn apply(client: &Client, ns: &str, child: &Child) -> kube::Result<DynamicObject> {
+    let api = api_for(client, ns, &child.api_version, &child.kind);
+    api.patch(
+        &child.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&child.object),
+    )
+    .await
+}
+
+/// Create a generated object unless it exists. Returns true when it was created now.
+/// `fill` supplies the generated content (called only when creating).
+pub async fn create_once(
+    client: &Client,
+    ns: &str,
+    child: &Child,
+    fill: impl FnOnce(&mut Value) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
+    let api = api_for(client, ns, &child.api_version, &child.kind);
+    if api.get_opt(&child.name).await?.is_some() {
+        return Ok(false);
+    }
+    let mut object = child.object.clone();
+    fill(&mut object)?;
+    let obj: DynamicObject = serde_json::from_value(object)?;
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            },
+            &obj,
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        // Another reconcile (or operator replica) won the race: theirs stands, never overwritten.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An object we own: (kind, name) -> resourceVersion and whether we generated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub resource_version: Option<String>,
+    pub generation: Option<i64>,
+    pub generated: bool,
+}
+
+impl Owned {
+    /// Whether `after` (the object as applied) differs in what we manage: the generation moves
+    /// on spec changes; kinds without one count a new resourceVersion, except those that others
+    /// write to routinely (a ServiceAccount gets token Secrets added).
+    pub fn changed_by(&self, after: &DynamicObject) -> bool {
+        match (self.generation, after.metadata.generation) {
+            (Some(a), Some(b)) => a != b,
+            _ => {
+                self.kind != "ServiceAccount"
+                    && self.resource_version != after.metadata.resource_version
+            }
+        }
+    }
+}
+
+/// Every object carrying our labels and a controller owner reference to `owner_uid`.
+pub async fn list_owned(
+    client: &Client,
+    ns: &str,
+    cluster_name: &str,
+    owner_uid: &str,
+    caps: &ServerCapabilities,
+) -> kube::Result<Vec<Owned>> {
+    let lp = ListParams::default().labels(&build::managed_selector(cluster_name));
+    let mut out = Vec::new();
+    for (version, kind) in managed_kinds(caps) {
+        let list = api_for(client, ns, &version, &kind).list(&lp).await?;
+        for obj in list.items {
+            let owned = obj.metadata.owner_references.as_ref().is_some_and(|refs| {
+                refs.iter()
+                    .any(|r| r.uid == owner_uid && r.controller == Some(true))
+            });
+            if !owned {
+                continue;
+            }
+            let generated = obj
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(build::GENERATED_ANNOTATION));
+            out.push(Owned {
+                api_version: version.clone(),
+                kind: kind.clone(),
+                name: obj.metadata.name.clone().unwrap_or_default(),
+                resource_version: obj.metadata.resource_version.clone(),
+                generation: obj.metadata.generation,
+                generated,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Owned objects the desired set no longer has. Generated Secrets are kept (they are created
+/// once and never rewritten; garbage collection removes them with the cluster).
+pub fn stale<'a>(owned: &'a [Owned], desired: &build::Desired) -> Vec<&'a Owned> {
+    owned
+        .iter()
+        .filter(|o| !o.generated)
+        .filter(|o| !desired.all().any(|c| c.kind == o.kind && c.name == o.name))
+        .collect()
+}
+
+/// Delete a pruned object (foreground, so its dependents go first).
+pub async fn delete(client: &Client, ns: &str, o: &Owned) -> kube::Result<()> {
+    let api = api_for(client, ns, &o.api_version, &o.kind);
+    match api
+        .delete(
+            &o.name,
+            &DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Data of a Secret, or None when it does not exist.
+pub async fn secret_data(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> kube::Result<Option<BTreeMap<String, Vec<u8>>>> {
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    Ok(api.get_opt(name).await?.map(|s| {
+        s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plurals_cover_every_built_kind() {
+        let c = crate::build::fixtures::production();
+        let d = build::build(&c, &build::BuildContext::new(ServerCapabilities::default()));
+        for child in d.all() {
+            let ar = api_resource(&child.api_version, &child.kind);
+            assert_eq!(ar.kind, child.kind);
+            assert!(
+                managed_kinds(&ServerCapabilities::default())
+                    .iter()
+                    .any(|(_, k)| k == &child.kind),
+                "{}",
+                child.kind
+            );
+        }
+        assert_eq!(
+            api_resource("policy/v1beta1", "PodDisruptionBudget").group,
+            "policy"
+        );
+        assert_eq!(api_resource("v1", "Service").group, "");
+        assert_eq!(
+            api_resource("networking.k8s.io/v1", "NetworkPolicy").plural,
+            "networkpolicies"
+        );
+    }
+}

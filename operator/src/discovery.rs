@@ -1,0 +1,39 @@
+//! What the API server serves, asked once at start-up: which HPA and PDB versions, and whether
+//! the optional CRDs (Prometheus Operator, cert-manager) are installed.
+
+use kube::Client;
+
+use crate::build::ServerCapabilities;
+
+/// Whether `group/version` serves `kind`.
+async fn serves(client: &Client, group_version: &str, kind: &str) -> kube::Result<bool> {
+    match client.list_api_group_resources(group_version).await {
+        Ok(list) => Ok(list
+            .resources
+            .iter()
+            .any(|r| r.kind == kind && !r.name.contains('/'))),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Probe the server. Errors other than "not served" are returned (the operator retries).
+pub async fn capabilities(client: &Client) -> kube::Result<ServerCapabilities> {
+    let hpa_api_version = if serves(client, "autoscaling/v2", "HorizontalPodAutoscaler").await? {
+        "autoscaling/v2"
+    } else {
+        "autoscaling/v2beta2"
+    };
+    let pdb_api_version = if serves(client, "policy/v1", "PodDisruptionBudget").await? {
+        "policy/v1"
+    } else {
+        "policy/v1beta1"
+    };
+    Ok(ServerCapabilities {
+        hpa_api_version: hpa_api_version.into(),
+        pdb_api_version: pdb_api_version.into(),
+        service_monitor: serves(client, "monitoring.coreos.com/v1", "ServiceMonitor").await?,
+        prometheus_rule: serves(client, "monitoring.coreos.com/v1", "PrometheusRule").await?,
+        cert_manager: serves(client, "cert-manager.io/v1", "Certificate").await?,
+    })
+}
