@@ -236,10 +236,9 @@ pub fn from_parts(
     if let Some(v) = env.get("RATE_LIMIT_PER_SECOND") {
         match v.trim().parse::<u32>() {
             Ok(n) if n > 0 => {
+                // The seeds only know a rate; the burst follows it (two seconds' worth).
                 file.mcp.rate_limit.requests_per_second = n;
-                if file.mcp.rate_limit.burst < n {
-                    file.mcp.rate_limit.burst = n.saturating_mul(2);
-                }
+                file.mcp.rate_limit.burst = n.saturating_mul(2);
             }
             _ => errs.push(ConfigError {
                 field: "RATE_LIMIT_PER_SECOND".into(),

@@ -1,0 +1,219 @@
+//! Hostile input: each gets the right error and the server keeps serving others.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+
+async fn still_serving(addr: std::net::SocketAddr) {
+    let r = modern(
+        addr,
+        999,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "alive"}}),
+    )
+    .await;
+    assert_eq!(r.json()["result"]["content"][0]["text"], "alive");
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_bodies() {
+    let s = start("mcp:\n  limits:\n    maxRequestBytes: 4096\n", &[], false).await;
+    let url = mcp_url(&s);
+    let h = [
+        ("content-type", "application/json"),
+        ("mcp-protocol-version", MODERN),
+        ("mcp-method", "tools/list"),
+    ];
+    let cases: Vec<(&str, String, u16, i64)> = vec![
+        (
+            "malformed JSON",
+            "{\"jsonrpc\": \"2.0\", \"id\": 1,".into(),
+            400,
+            -32700,
+        ),
+        ("not an object", "42".into(), 400, -32600),
+        (
+            "wrong jsonrpc",
+            json!({"jsonrpc": "1.0", "id": 1, "method": "tools/list"}).to_string(),
+            400,
+            -32600,
+        ),
+        (
+            "null id",
+            json!({"jsonrpc": "2.0", "id": null, "method": "tools/list"}).to_string(),
+            400,
+            -32600,
+        ),
+        (
+            "method not a string",
+            json!({"jsonrpc": "2.0", "id": 1, "method": 7}).to_string(),
+            400,
+            -32600,
+        ),
+        (
+            "params not an object",
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": "x"}).to_string(),
+            400,
+            -32600,
+        ),
+        (
+            "deep nesting",
+            format!("{}{}", "[".repeat(2000), "]".repeat(2000)),
+            400,
+            -32700,
+        ),
+    ];
+    for (what, body, status, code) in cases {
+        let r = request("POST", &url, &h, body).await;
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_i64()),
+            (status, Some(code)),
+            "{what}: {}",
+            r.body
+        );
+    }
+    let huge = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"pad": "x".repeat(10_000)}}).to_string();
+    assert_eq!(request("POST", &url, &h, huge).await.status, 413);
+    let r = request("POST", &url, &[("content-type", "text/plain")], "{}").await;
+    assert_eq!(r.status, 415);
+    still_serving(s.mcp_addr).await;
+}
+
+#[tokio::test]
+async fn bad_origin_and_unknown_sessions() {
+    let s = start("", &[], false).await;
+    let url = mcp_url(&s);
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}}).to_string();
+    let r = request(
+        "POST",
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("origin", "http://evil.example.com"),
+            ("host", "evil.example.com"),
+        ],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = request(
+        "POST",
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("origin", "http://localhost:1234"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    for sid in ["test-node~nope", "other-node~0000", "no-owner-at-all"] {
+        let r = request(
+            "POST",
+            &url,
+            &legacy_headers(sid, "2025-11-25"),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string(),
+        )
+        .await;
+        assert!(r.status == 404 || r.status == 400, "{sid}: {}", r.status);
+    }
+    let r = request(
+        "GET",
+        &url,
+        &[
+            ("mcp-session-id", "test-node~nope"),
+            ("accept", "text/event-stream"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    still_serving(s.mcp_addr).await;
+}
+
+#[tokio::test]
+async fn bearer_auth_rejects_bad_tokens() {
+    let s = start(
+        "mcp:\n  auth:\n    mode: bearer\n    bearerToken:\n      value: t0ken\n",
+        &[],
+        false,
+    )
+    .await;
+    let url = mcp_url(&s);
+    let mut p = json!({});
+    p["_meta"] = modern_meta();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": p}).to_string();
+    let h = |auth: &'static str| {
+        vec![
+            ("content-type", "application/json"),
+            ("mcp-protocol-version", MODERN),
+            ("mcp-method", "tools/list"),
+            ("authorization", auth),
+        ]
+    };
+    let none = request(
+        "POST",
+        &url,
+        &[("content-type", "application/json")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(none.status, 401);
+    assert!(none
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer"));
+    assert_eq!(
+        request("POST", &url, &h("Bearer wrong"), body.clone())
+            .await
+            .status,
+        401
+    );
+    let ok = request("POST", &url, &h("Bearer t0ken"), body).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.json()["result"]["cacheScope"],
+        "private",
+        "authenticated results are private"
+    );
+}
+
+#[tokio::test]
+async fn flood_past_the_rate_limit() {
+    let s = start(
+        "",
+        &[
+            ("RATE_LIMIT_ENABLED", "true"),
+            ("RATE_LIMIT_PER_SECOND", "5"),
+        ],
+        false,
+    )
+    .await;
+    let mut limited = 0;
+    let mut last: Option<Value> = None;
+    for i in 0..40 {
+        let r = modern(s.mcp_addr, i, "tools/list", json!({})).await;
+        if r.status == 429 {
+            limited += 1;
+            assert!(r.header("retry-after").is_some());
+            last = Some(r.json());
+        }
+    }
+    assert!(limited >= 25, "only {limited} of 40 limited");
+    assert!(last.unwrap()["error"]["data"]["retryAfterMs"].is_u64());
+    // Health and metrics are on their own ports and unaffected.
+    let h = request("GET", &format!("http://{}/health", s.health_addr), &[], "").await;
+    assert_eq!(h.status, 200);
+    let m = request(
+        "GET",
+        &format!("http://{}/metrics", s.metrics_addr),
+        &[],
+        "",
+    )
+    .await;
+    assert!(m.body.contains("erlmcp_rate_limited_total"));
+    // The bucket refills.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    still_serving(s.mcp_addr).await;
+}
