@@ -18,7 +18,7 @@ async fn websocket_serves_both_eras() {
         .await
         .unwrap();
     use tokio_tungstenite::tungstenite::Message;
-    let mut next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> Value {
+    let next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> Value {
         loop {
             if let Some(Ok(Message::Text(t))) = ws.next().await {
                 return serde_json::from_str(&t).unwrap();
