@@ -606,8 +606,8 @@ async fn legacy_sse_resumes_with_last_event_id() {
     let last = r
         .body
         .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("id: "))
         .unwrap()
         .to_string();
     assert!(
