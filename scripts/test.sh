@@ -15,3 +15,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "unit and mocked-API tests"
 cargo test --workspace --exclude erlmcp-e2e
+
+step "pinned test tools (Node 22, MCP conformance suite, MCP SDKs, Helm), cached under ~/.cache"
+bash scripts/tools.sh all >&2
+
+step "official MCP conformance suite, both requirement sets"
+bash dataplane/tests/conformance.sh
+
+step "official MCP Python SDK as a client"
+bash dataplane/tests/sdk_client.sh
