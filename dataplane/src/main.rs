@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use erlmcp_dataplane::{app, config, node, observe};
+use erlmcp_dataplane::{app, cluster, config, node, observe};
 
 #[derive(Parser)]
 #[command(name = "erlmcp", version, about = "erlmcp: a clustered MCP server")]
@@ -94,7 +94,28 @@ async fn serve(path: Option<PathBuf>, stdio: bool, fixtures: bool, drain: Durati
     };
     observe::init_logging(&cfg.log_level, if stdio { "text" } else { &cfg.log_format });
     let lifecycle = Arc::new(node::Lifecycle::new());
-    let cluster: Arc<dyn node::ClusterView> = Arc::new(node::SingleNode);
+    let settings = match cluster::settings(&cfg, &config::ProcessEnv) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("erlmcp: {e}");
+            return 2;
+        }
+    };
+    let peers = if settings.clustered() && !stdio {
+        match cluster::ClusterNode::new(settings, lifecycle.clone()) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                eprintln!("erlmcp: {e:#}");
+                return 2;
+            }
+        }
+    } else {
+        None
+    };
+    let cluster: Arc<dyn node::ClusterView> = match &peers {
+        Some(n) => Arc::new(cluster::peer::Handle(n.clone())),
+        None => Arc::new(node::SingleNode),
+    };
     if stdio {
         let state = match app::build_state(&cfg, cluster, lifecycle.clone()) {
             Ok(s) => s,
@@ -114,6 +135,17 @@ async fn serve(path: Option<PathBuf>, stdio: bool, fixtures: bool, drain: Durati
             return 2;
         }
     };
+    let peer_listener = match &peers {
+        Some(n) => match n.bind().await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("erlmcp: {e:#}");
+                return 2;
+            }
+        },
+        None => None,
+    };
+    let router_cfg = cfg.clone();
     let running = match app::start(cfg, cluster, lifecycle, listeners).await {
         Ok(r) => r,
         Err(e) => {
@@ -121,8 +153,24 @@ async fn serve(path: Option<PathBuf>, stdio: bool, fixtures: bool, drain: Durati
             return 2;
         }
     };
+    if let (Some(n), Some(l)) = (&peers, peer_listener) {
+        n.start(
+            l,
+            app::mcp_router(running.state.clone(), &router_cfg),
+            running.state.clone(),
+        );
+    }
     wait_for_signal().await;
+    if let Some(n) = &peers {
+        // Not ready, peers told, load balancers given time (at once if preStop did this).
+        cluster::drain::leave(n).await;
+        cluster::persist::flush(n);
+    }
     running.shutdown(drain).await;
+    if let Some(n) = &peers {
+        cluster::status::remove(n).await;
+        n.stop();
+    }
     0
 }
 

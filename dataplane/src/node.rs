@@ -77,20 +77,43 @@ pub fn session_prefix_for(node_name: &str) -> String {
 pub struct PeerInfo {
     pub name: String,
     pub address: String,
-    /// `up`, `suspect` or `down`, as the failure detector judges.
+    /// `up` or `down`, as the failure detector judges (a suspect peer is still `up`).
     pub state: String,
+    /// Member (pod) name, once the peer has introduced itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// The detector's finer verdict: `up`, `suspect` or `down`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
+    /// The peer announced it is draining.
+    #[serde(default)]
+    pub leaving: bool,
+    /// Members the peer itself reaches (its side of any split).
+    #[serde(default)]
+    pub sees: Vec<String>,
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Why a request could not be forwarded to its session's owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardError {
+    /// The owner is not a reachable member (gone, down, unknown): the session is as good as
+    /// expired, and the client gets the revision's answer for that (404) and re-initialises.
+    OwnerGone,
+    /// The owner is there but the exchange failed (e.g. timed out).
+    Failed(String),
+}
+
 /// Forwards an HTTP request for a session owned by `owner` to that node and returns its
-/// response. Implemented by the cluster module; absent on a single node.
+/// response, streamed (SSE included). Implemented by the cluster module; absent on a single
+/// node.
 pub trait SessionForwarder: Send + Sync {
     fn forward(
         &self,
         owner: &str,
         request: http::Request<Bytes>,
-    ) -> BoxFuture<'static, Result<http::Response<Bytes>, String>>;
+    ) -> BoxFuture<'static, Result<http::Response<axum::body::Body>, ForwardError>>;
 }
 
 /// What the data plane needs to know about the cluster.
@@ -104,6 +127,11 @@ pub trait ClusterView: Send + Sync {
     /// Who forwards requests for sessions owned elsewhere, if anyone.
     fn forwarder(&self) -> Option<Arc<dyn SessionForwarder>> {
         None
+    }
+    /// Leave the cluster before draining (preStop `/drain`, SIGTERM): tell peers, give load
+    /// balancers time to notice. Idempotent; a lone node has nothing to do.
+    fn leave(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
     }
 }
 

@@ -252,6 +252,45 @@ impl SessionRegistry {
         Ok(s)
     }
 
+    /// Re-create a session under its old id (its owner restarted with the session volume).
+    /// Refused for ids another node owns, ids already present, or beyond the session limit.
+    pub fn restore(
+        &self,
+        id: &str,
+        version: Legacy,
+        client_capabilities: Value,
+        client_info: Value,
+        transport: &'static str,
+    ) -> Option<Arc<Session>> {
+        if !self.owned_here(id)
+            || crate::node::session_owner(id).is_none()
+            || self.sessions.contains_key(id)
+            || self.sessions.len() >= self.max_sessions
+        {
+            return None;
+        }
+        let s = Arc::new(Session {
+            id: id.into(),
+            version,
+            client_capabilities,
+            client_info,
+            log_level: AtomicU8::new(1),
+            initialized: AtomicBool::new(true),
+            subscriptions: DashMap::new(),
+            peer: Peer::new(),
+            in_flight: DashMap::new(),
+            events: Mutex::new(EventStore::default()),
+            standalone: Mutex::new(None),
+            transport,
+            last_seen_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            closed: watch::channel(false).0,
+        });
+        self.sessions.insert(s.id.clone(), s.clone());
+        self.metrics.sessions_active.set(self.sessions.len() as i64);
+        Some(s)
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         let s = self.sessions.get(id)?.clone();
         if s.idle_for() > self.idle_timeout {

@@ -514,16 +514,15 @@ async fn try_forward(
     }
     let req = req.body(body).ok()?;
     match fwd.forward(&owner, req).await {
-        Ok(resp) => {
-            let (parts, b) = resp.into_parts();
-            Some(Response::from_parts(parts, Body::from(b)))
-        }
-        Err(e) => {
+        Ok(resp) => Some(resp),
+        // The owner is gone: the session is as good as expired (the client re-initialises).
+        Err(crate::node::ForwardError::OwnerGone) => Some(session_not_found()),
+        Err(crate::node::ForwardError::Failed(e)) => {
             tracing::warn!(owner, error = %e, "forwarding to the session owner failed");
             Some(rpc_error_response(
                 502,
                 None,
-                &RpcError::internal("The node owning this session is unreachable"),
+                &RpcError::internal("The node owning this session did not answer"),
             ))
         }
     }
@@ -719,7 +718,18 @@ pub async fn get(
     }
     let s = match lookup(&st, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => {
+            if r.status() == StatusCode::NOT_FOUND {
+                if let Some(sid) = header(&headers, SESSION_HEADER) {
+                    if let Some(fwd) =
+                        try_forward(&st, sid, http::Method::GET, &headers, Bytes::new()).await
+                    {
+                        return fwd;
+                    }
+                }
+            }
+            return r;
+        }
     };
     if let Some(last) = header(&headers, "last-event-id") {
         let Some((stream, seq)) = parse_event_id(last) else {

@@ -1,0 +1,469 @@
+//! Peer authentication: mutual TLS from the mounted TLS Secret, and/or a challenge-response
+//! keyed by the shared cookie (the role of Erlang's distribution cookie).
+//!
+//! The cookie handshake runs on the raw connection (inside TLS when TLS is on), before HTTP/2:
+//!
+//! ```text
+//! server -> client  {proto, name, member, incarnation, nonce_s}
+//! client -> server  {name, member, incarnation, nonce_c, proof_c}
+//!                   proof_c = HMAC-SHA256(cookie, "erlmcp-peer/1 client" | nonce_s | nonce_c | names)
+//! server -> client  {ok, proof_s}  (or {ok: false} and close)
+//!                   proof_s = HMAC-SHA256(cookie, "erlmcp-peer/1 server" | nonce_s | nonce_c | names)
+//! ```
+//!
+//! The cookie never crosses the wire, both nonces are fresh 32-byte randoms (no replay), the two
+//! directions use different labels (neither side is an oracle for the other's proof), and
+//! proofs are compared in constant time (`hmac`'s `verify_slice`). Frames are length-prefixed
+//! JSON, at most 4 KiB, and the whole exchange has a deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, SignatureScheme};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub const PROTO: &str = "erlmcp-peer/1";
+const MAX_FRAME: usize = 4096;
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who a node says it is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Hello {
+    /// Node name (`ERLMCP_NODE_NAME`).
+    pub name: String,
+    /// Member name (the pod name on Kubernetes).
+    pub member: String,
+    /// Random per process start: a new value means the peer restarted.
+    pub incarnation: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("authentication failed: {0}")]
+    Refused(String),
+    #[error("connected to itself")]
+    SelfConnection,
+    #[error("handshake: {0}")]
+    Io(String),
+}
+
+impl HandshakeError {
+    pub fn is_auth(&self) -> bool {
+        matches!(self, HandshakeError::Refused(_))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ServerHello {
+    proto: String,
+    #[serde(flatten)]
+    hello: Hello,
+    nonce: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClientHello {
+    #[serde(flatten)]
+    hello: Hello,
+    nonce: String,
+    #[serde(default)]
+    proof: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Verdict {
+    ok: bool,
+    #[serde(default)]
+    proof: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+fn nonce() -> String {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn mac(cookie: &[u8], label: &str, ns: &str, nc: &str, client: &str, server: &str) -> Hmac<Sha256> {
+    let mut m = Hmac::<Sha256>::new_from_slice(cookie).expect("hmac takes any key length");
+    for part in [label, ns, nc, client, server] {
+        m.update(&(part.len() as u32).to_be_bytes());
+        m.update(part.as_bytes());
+    }
+    m
+}
+
+fn proof(cookie: &[u8], label: &str, ns: &str, nc: &str, client: &str, server: &str) -> String {
+    hex::encode(
+        mac(cookie, label, ns, nc, client, server)
+            .finalize()
+            .into_bytes(),
+    )
+}
+
+/// Constant-time check of a hex proof.
+fn verify(
+    cookie: &[u8],
+    label: &str,
+    ns: &str,
+    nc: &str,
+    client: &str,
+    server: &str,
+    got: Option<&str>,
+) -> bool {
+    let Some(bytes) = got.and_then(|g| hex::decode(g).ok()) else {
+        return false;
+    };
+    mac(cookie, label, ns, nc, client, server)
+        .verify_slice(&bytes)
+        .is_ok()
+}
+
+async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, v: &impl Serialize) -> std::io::Result<()> {
+    let body = serde_json::to_vec(v).map_err(std::io::Error::other)?;
+    w.write_all(&(body.len() as u32).to_be_bytes()).await?;
+    w.write_all(&body).await?;
+    w.flush().await
+}
+
+async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> Result<T, HandshakeError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)
+        .await
+        .map_err(|e| HandshakeError::Io(e.to_string()))?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(HandshakeError::Refused(format!(
+            "handshake frame of {len} bytes"
+        )));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)
+        .await
+        .map_err(|e| HandshakeError::Io(e.to_string()))?;
+    serde_json::from_slice(&buf).map_err(|e| HandshakeError::Refused(format!("bad frame: {e}")))
+}
+
+const CLIENT_LABEL: &str = "erlmcp-peer/1 client";
+const SERVER_LABEL: &str = "erlmcp-peer/1 server";
+
+/// Accepting side. Returns the authenticated peer.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    me: &Hello,
+    cookie: Option<&[u8]>,
+) -> Result<Hello, HandshakeError> {
+    let ns = nonce();
+    write_frame(
+        io,
+        &ServerHello {
+            proto: PROTO.into(),
+            hello: me.clone(),
+            nonce: ns.clone(),
+        },
+    )
+    .await
+    .map_err(|e| HandshakeError::Io(e.to_string()))?;
+    let ch: ClientHello = read_frame(io).await?;
+    if ch.hello.name == me.name && ch.hello.incarnation == me.incarnation {
+        return Err(HandshakeError::SelfConnection);
+    }
+    if let Some(cookie) = cookie {
+        if !verify(
+            cookie,
+            CLIENT_LABEL,
+            &ns,
+            &ch.nonce,
+            &ch.hello.name,
+            &me.name,
+            ch.proof.as_deref(),
+        ) {
+            let _ = write_frame(
+                io,
+                &Verdict {
+                    ok: false,
+                    proof: None,
+                    error: Some("authentication failed".into()),
+                },
+            )
+            .await;
+            return Err(HandshakeError::Refused(format!(
+                "{} failed the cookie challenge",
+                ch.hello.name
+            )));
+        }
+    }
+    let p = cookie.map(|c| proof(c, SERVER_LABEL, &ns, &ch.nonce, &ch.hello.name, &me.name));
+    write_frame(
+        io,
+        &Verdict {
+            ok: true,
+            proof: p,
+            error: None,
+        },
+    )
+    .await
+    .map_err(|e| HandshakeError::Io(e.to_string()))?;
+    Ok(ch.hello)
+}
+
+/// Connecting side. Returns the authenticated peer.
+pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    me: &Hello,
+    cookie: Option<&[u8]>,
+) -> Result<Hello, HandshakeError> {
+    let sh: ServerHello = read_frame(io).await?;
+    if sh.proto != PROTO {
+        return Err(HandshakeError::Refused(format!(
+            "unknown peer protocol {:?}",
+            sh.proto
+        )));
+    }
+    if sh.hello.name == me.name && sh.hello.incarnation == me.incarnation {
+        return Err(HandshakeError::SelfConnection);
+    }
+    let nc = nonce();
+    let p = cookie.map(|c| proof(c, CLIENT_LABEL, &sh.nonce, &nc, &me.name, &sh.hello.name));
+    write_frame(
+        io,
+        &ClientHello {
+            hello: me.clone(),
+            nonce: nc.clone(),
+            proof: p,
+        },
+    )
+    .await
+    .map_err(|e| HandshakeError::Io(e.to_string()))?;
+    let v: Verdict = read_frame(io).await?;
+    if !v.ok {
+        return Err(HandshakeError::Refused(format!(
+            "{} refused us: {}",
+            sh.hello.name,
+            v.error.unwrap_or_default()
+        )));
+    }
+    if let Some(cookie) = cookie {
+        if !verify(
+            cookie,
+            SERVER_LABEL,
+            &sh.nonce,
+            &nc,
+            &me.name,
+            &sh.hello.name,
+            v.proof.as_deref(),
+        ) {
+            return Err(HandshakeError::Refused(format!(
+                "{} failed the cookie challenge",
+                sh.hello.name
+            )));
+        }
+    }
+    Ok(sh.hello)
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// rustls configurations for the peer channel (mutual TLS).
+#[derive(Clone)]
+pub struct PeerTls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub connector: tokio_rustls::TlsConnector,
+}
+
+fn load_certs(path: &str, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let f = std::fs::File::open(path).with_context(|| format!("{what}: {path}"))?;
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(f))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{what}: {path} is not PEM"))?;
+    anyhow::ensure!(!certs.is_empty(), "{what}: no certificate in {path}");
+    Ok(certs)
+}
+
+fn load_key(path: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
+    let f = std::fs::File::open(path).with_context(|| format!("tls.keyFile: {path}"))?;
+    rustls_pemfile::private_key(&mut std::io::BufReader::new(f))
+        .with_context(|| format!("tls.keyFile: {path} is not PEM"))?
+        .with_context(|| format!("tls.keyFile: no private key in {path}"))
+}
+
+impl PeerTls {
+    /// Both sides present a certificate that chains to the CA; both verify the other's.
+    pub fn load(cert_file: &str, key_file: &str, ca_file: &str) -> anyhow::Result<Self> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs = load_certs(cert_file, "tls.certFile")?;
+        let key = load_key(key_file)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in load_certs(ca_file, "tls.caFile")? {
+            roots
+                .add(c)
+                .context("tls.caFile: unusable CA certificate")?;
+        }
+        let roots = Arc::new(roots);
+        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .context("tls: client verifier")?;
+        let mut sc = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("tls: protocol versions")?
+            .with_client_cert_verifier(client_verifier)
+            .with_single_cert(certs.clone(), key.clone_key())
+            .context("tls: certificate and key do not match")?;
+        sc.alpn_protocols = vec![b"h2".to_vec()];
+        let server_verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .context("tls: server verifier")?;
+        let mut cc = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("tls: protocol versions")?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly(server_verifier)))
+            .with_client_auth_cert(certs, key)
+            .context("tls: client certificate")?;
+        cc.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(sc)),
+            connector: tokio_rustls::TlsConnector::from(Arc::new(cc)),
+        })
+    }
+}
+
+/// Verifies the chain to the cluster CA but not the host name: peers are dialled by IP from
+/// discovery, and every pod shares the cluster's certificate. Identity is the CA signature plus
+/// the name in the handshake that follows.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        // rustls checks the chain before the name, so a name mismatch means the chain is good.
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Ok(v) => Ok(v),
+            Err(TlsError::InvalidCertificate(CertificateError::NotValidForName))
+            | Err(TlsError::InvalidCertificate(CertificateError::NotValidForNameContext {
+                ..
+            })) => Ok(ServerCertVerified::assertion()),
+            Err(e) => Err(e),
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(n: &str) -> Hello {
+        Hello {
+            name: n.into(),
+            member: n.into(),
+            incarnation: nonce(),
+        }
+    }
+
+    async fn pair(
+        server_cookie: Option<&'static [u8]>,
+        client_cookie: Option<&'static [u8]>,
+    ) -> (Result<Hello, HandshakeError>, Result<Hello, HandshakeError>) {
+        let (mut a, mut b) = tokio::io::duplex(8192);
+        let s = tokio::spawn(async move { accept(&mut a, &hello("s"), server_cookie).await });
+        let c = connect(&mut b, &hello("c"), client_cookie).await;
+        (s.await.unwrap(), c)
+    }
+
+    #[tokio::test]
+    async fn same_cookie_authenticates_both_ways() {
+        let (s, c) = pair(Some(b"secret"), Some(b"secret")).await;
+        assert_eq!(s.unwrap().name, "c");
+        assert_eq!(c.unwrap().name, "s");
+    }
+
+    #[tokio::test]
+    async fn wrong_or_missing_cookie_is_refused() {
+        let (s, c) = pair(Some(b"secret"), Some(b"guess")).await;
+        assert!(s.unwrap_err().is_auth());
+        assert!(c.unwrap_err().is_auth());
+        let (s, _) = pair(Some(b"secret"), None).await;
+        assert!(s.unwrap_err().is_auth());
+        // A server without the cookie cannot prove itself to a client that has one.
+        let (_, c) = pair(None, Some(b"secret")).await;
+        assert!(c.unwrap_err().is_auth());
+    }
+
+    #[tokio::test]
+    async fn oversized_frames_are_refused() {
+        let (mut a, mut b) = tokio::io::duplex(8192);
+        let s = tokio::spawn(async move { accept(&mut a, &hello("s"), Some(b"k")).await });
+        let _: ServerHello = read_frame(&mut b).await.unwrap();
+        b.write_all(&(1_000_000u32).to_be_bytes()).await.unwrap();
+        assert!(s.await.unwrap().unwrap_err().is_auth());
+    }
+
+    #[test]
+    fn proofs_bind_every_field() {
+        let base = proof(b"k", CLIENT_LABEL, "ns", "nc", "c", "s");
+        assert_ne!(base, proof(b"k", SERVER_LABEL, "ns", "nc", "c", "s"));
+        assert_ne!(base, proof(b"k", CLIENT_LABEL, "nsx", "nc", "c", "s"));
+        assert_ne!(base, proof(b"k", CLIENT_LABEL, "ns", "nc", "s", "c"));
+        assert!(verify(
+            b"k",
+            CLIENT_LABEL,
+            "ns",
+            "nc",
+            "c",
+            "s",
+            Some(&base)
+        ));
+        assert!(!verify(
+            b"k",
+            CLIENT_LABEL,
+            "ns",
+            "nc",
+            "c",
+            "s",
+            Some("zz")
+        ));
+    }
+}

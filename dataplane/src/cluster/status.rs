@@ -1,0 +1,230 @@
+//! This pod's entry in `ErlmcpCluster.status.members`, written by server-side apply with the
+//! pod's own field manager (`erlmcp-member-<pod>`). `members` is a list-map keyed by name, so
+//! each pod owns exactly its entry and never touches the others' or the operator's fields.
+//!
+//! Written when the view changes (readiness, the peers it reaches, the expected size), at most
+//! every [`MIN_GAP`], and otherwise on a jittered heartbeat of about 30 s (which also refreshes
+//! the session count). 404 (the cluster is gone) and 403 (RBAC) back off up to 5 minutes and
+//! are logged once per episode. On a clean shutdown the entry is removed: an apply with an
+//! empty `members` list under the same manager releases it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use erlmcp_crds::{ErlmcpCluster, MemberStatus};
+use kube::api::{Api, Patch, PatchParams};
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::ClusterNode;
+use crate::transport::Shared;
+
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+pub const MIN_GAP: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub fn field_manager(member: &str) -> String {
+    format!("erlmcp-member-{member}")
+}
+
+/// The apply body for this member (or for none: removal).
+pub fn apply_body(member: Option<&MemberStatus>) -> Value {
+    json!({
+        "apiVersion": "erlmcp.io/v1alpha1",
+        "kind": "ErlmcpCluster",
+        "status": { "members": member.into_iter().collect::<Vec<_>>() },
+    })
+}
+
+/// The entry as the node sees itself now (heartbeat stamped by the caller).
+pub fn entry(node: &ClusterNode) -> MemberStatus {
+    MemberStatus {
+        name: node.settings.member.clone(),
+        ready: node.lifecycle().is_ready() && !node.is_leaving(),
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        peers: node.reachable_members(),
+        expected_peers: Some(node.expected().saturating_sub(1) as i32),
+        sessions: node.sessions() as i64,
+        last_heartbeat: None,
+    }
+}
+
+fn jittered(d: Duration) -> Duration {
+    let f: f64 = rand::rng().random_range(0.8..1.2);
+    d.mul_f64(f)
+}
+
+struct Target {
+    api: Api<ErlmcpCluster>,
+    name: String,
+    manager: String,
+}
+
+fn target(node: &ClusterNode, client: kube::Client) -> Option<Target> {
+    let name = node.settings.cluster_name.clone()?;
+    let ns = node.settings.namespace.clone()?;
+    Some(Target {
+        api: Api::namespaced(client, &ns),
+        name,
+        manager: field_manager(&node.settings.member),
+    })
+}
+
+async fn apply(t: &Target, m: Option<&MemberStatus>) -> Result<ErlmcpCluster, kube::Error> {
+    t.api
+        .patch_status(
+            &t.name,
+            &PatchParams::apply(&t.manager).force(),
+            &Patch::Apply(apply_body(m)),
+        )
+        .await
+}
+
+/// Is there a cluster object to report into?
+pub fn enabled(node: &ClusterNode) -> bool {
+    node.settings.report_status
+        && node.settings.cluster_name.is_some()
+        && node.settings.namespace.is_some()
+        && (std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+            || std::env::var_os("KUBECONFIG").is_some())
+}
+
+pub async fn run(node: Arc<ClusterNode>, _state: Shared) {
+    if !enabled(&node) {
+        return;
+    }
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "status reporting off: no Kubernetes client");
+            return;
+        }
+    };
+    let Some(t) = target(&node, client) else {
+        return;
+    };
+    let mut changes = node.changes();
+    let stop = node.stopped();
+    tokio::pin!(stop);
+    let mut last: Option<MemberStatus> = None;
+    let mut last_write = Instant::now() - MIN_GAP;
+    let mut next_heartbeat = Instant::now();
+    let mut backoff = Duration::ZERO;
+    let mut not_before = Instant::now();
+    let mut logged: Option<u16> = None;
+    loop {
+        let wake = next_heartbeat.max(not_before);
+        tokio::select! {
+            _ = changes.changed() => {
+                // Coalesce a burst of changes into one write.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = &mut stop => return,
+        }
+        let now = Instant::now();
+        if now < not_before {
+            continue;
+        }
+        let mut m = entry(&node);
+        let heartbeat_due = now >= next_heartbeat;
+        let same = last.as_ref().is_some_and(|l| {
+            let mut a = l.clone();
+            a.sessions = m.sessions;
+            a.last_heartbeat = None;
+            a == m
+        });
+        if same && !heartbeat_due {
+            continue;
+        }
+        if now < last_write + MIN_GAP {
+            tokio::time::sleep_until(last_write + MIN_GAP).await;
+            m = entry(&node);
+        }
+        m.last_heartbeat =
+            Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        last_write = Instant::now();
+        match apply(&t, Some(&m)).await {
+            Ok(obj) => {
+                if logged.take().is_some() {
+                    tracing::info!(cluster = %t.name, "member status written again");
+                }
+                node.set_replicas(Some(i64::from(obj.spec.replicas)));
+                tracing::debug!(peers = ?m.peers, ready = m.ready, "member status written");
+                last = Some(m);
+                backoff = Duration::ZERO;
+                next_heartbeat = Instant::now() + jittered(HEARTBEAT);
+            }
+            Err(e) => {
+                let code = match &e {
+                    kube::Error::Api(s) => s.code,
+                    _ => 0,
+                };
+                if logged != Some(code) {
+                    match code {
+                        404 => {
+                            tracing::warn!(cluster = %t.name, "ErlmcpCluster not found (deleted?); member status paused")
+                        }
+                        403 => {
+                            tracing::warn!(cluster = %t.name, error = %e, "not allowed to write member status (RBAC)")
+                        }
+                        _ => {
+                            tracing::warn!(cluster = %t.name, error = %e, "member status write failed")
+                        }
+                    }
+                    logged = Some(code);
+                }
+                backoff = (backoff * 2).clamp(Duration::from_secs(2), MAX_BACKOFF);
+                not_before = Instant::now() + jittered(backoff);
+                next_heartbeat = not_before;
+            }
+        }
+    }
+}
+
+/// Remove this pod's entry (clean shutdown). Bounded; best effort.
+pub async fn remove(node: &ClusterNode) {
+    if !enabled(node) {
+        return;
+    }
+    let fut = async {
+        let client = kube::Client::try_default().await.ok()?;
+        let t = target(node, client)?;
+        apply(&t, None).await.ok()
+    };
+    match tokio::time::timeout(Duration::from_secs(3), fut).await {
+        Ok(Some(_)) => tracing::info!("member status entry removed"),
+        _ => tracing::warn!("could not remove the member status entry"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_one_entry_or_none() {
+        let m = MemberStatus {
+            name: "mcp-0".into(),
+            ready: true,
+            version: Some("1".into()),
+            peers: vec!["mcp-1".into()],
+            expected_peers: Some(2),
+            sessions: 3,
+            last_heartbeat: Some("2026-01-01T00:00:00Z".into()),
+        };
+        let b = apply_body(Some(&m));
+        assert_eq!(b["kind"], "ErlmcpCluster");
+        assert_eq!(b["status"]["members"][0]["name"], "mcp-0");
+        assert_eq!(b["status"]["members"][0]["expectedPeers"], 2);
+        assert_eq!(
+            b["status"]["members"][0]["lastHeartbeat"],
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(apply_body(None)["status"]["members"], json!([]));
+        assert_eq!(field_manager("mcp-0"), "erlmcp-member-mcp-0");
+        let j = jittered(HEARTBEAT);
+        assert!(j >= Duration::from_secs(24) && j <= Duration::from_secs(36));
+    }
+}
