@@ -793,7 +793,8 @@ impl ClusterNode {
 
     // ------------------------------------------------------------ forwarding
 
-    fn owner_conn(&self, owner: &str) -> Option<(String, SendRequest<Full<Bytes>>)> {
+    /// The owner's slot (unless the detector says it is down) and its live connection, if any.
+    fn owner_slot(&self, owner: &str) -> Option<(Arc<Slot>, Option<SendRequest<Full<Bytes>>>)> {
         let now = Instant::now();
         for s in self.slots.read().expect("slots").values() {
             let st = s.state();
@@ -804,9 +805,39 @@ impl ClusterNode {
             if st.detector.verdict(now) == Verdict::Down {
                 return None;
             }
-            return st.conn.clone().map(|c| (h.name.clone(), c));
+            return Some((s.clone(), st.conn.clone().filter(|c| !c.is_closed())));
         }
         None
+    }
+
+    /// A live connection to the owner: the probe's, or a fresh one (the owner may have just
+    /// restarted, faster than the detector could notice).
+    async fn owner_conn(
+        &self,
+        owner: &str,
+        fresh: bool,
+    ) -> Option<(String, SendRequest<Full<Bytes>>)> {
+        let (slot, conn) = self.owner_slot(owner)?;
+        if let (Some(c), false) = (conn, fresh) {
+            let name = slot.state().hello.as_ref().map(|h| h.name.clone())?;
+            return Some((name, c));
+        }
+        let (hello, sender) = self.dial(&slot.addr).await.ok()?;
+        if session_prefix_for(&hello.name) != owner {
+            return None;
+        }
+        let mut st = slot.state();
+        if st
+            .hello
+            .as_ref()
+            .is_some_and(|h| h.incarnation != hello.incarnation)
+        {
+            st.detector.reset();
+            st.detector.heartbeat(Instant::now());
+        }
+        st.hello = Some(hello.clone());
+        st.conn = Some(sender.clone());
+        Some((hello.name, sender))
     }
 
     async fn forward_to(
@@ -814,10 +845,6 @@ impl ClusterNode {
         owner: String,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Body>, ForwardError> {
-        let Some((name, mut conn)) = self.owner_conn(&owner) else {
-            self.forward_failed.inc();
-            return Err(ForwardError::OwnerGone);
-        };
         let (parts, body) = request.into_parts();
         let pq = parts
             .uri
@@ -835,6 +862,21 @@ impl ClusterNode {
         let req = b
             .body(Full::new(body))
             .map_err(|e| ForwardError::Failed(e.to_string()))?;
+        let Some((mut name, mut conn)) = self.owner_conn(&owner, false).await else {
+            self.forward_failed.inc();
+            return Err(ForwardError::OwnerGone);
+        };
+        // A connection the owner closed (it restarted) fails before the request is sent: try
+        // once more on a fresh one.
+        if conn.ready().await.is_err() {
+            match self.owner_conn(&owner, true).await {
+                Some(x) => (name, conn) = x,
+                None => {
+                    self.forward_failed.inc();
+                    return Err(ForwardError::OwnerGone);
+                }
+            }
+        }
         let timeout = self
             .app
             .get()
