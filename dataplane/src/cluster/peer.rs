@@ -882,11 +882,28 @@ impl ClusterNode {
             .get()
             .map(|(_, s)| s.core.request_timeout + Duration::from_secs(10))
             .unwrap_or(Duration::from_secs(60));
-        let sent = tokio::time::timeout(timeout, async {
+        let send = tokio::time::timeout(timeout, async {
             conn.ready().await?;
             conn.send_request(req).await
-        })
-        .await;
+        });
+        // If the detector declares the owner down meanwhile, stop waiting: nothing hangs on a
+        // black-holed link.
+        let down = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if self.owner_slot(&owner).is_none() {
+                    return;
+                }
+            }
+        };
+        let sent = tokio::select! {
+            r = send => r,
+            _ = down => {
+                self.forward_failed.inc();
+                tracing::warn!(owner = %name, "the owner went down while a forwarded request waited");
+                return Err(ForwardError::OwnerGone);
+            }
+        };
         match sent {
             Ok(Ok(resp)) => {
                 self.forwarded.inc();
