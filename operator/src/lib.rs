@@ -12,5 +12,11 @@ pub mod render;
 pub mod server;
 pub mod status;
 
-/// Where the generated CRD is checked in: the crate's copy, and the Helm chart's.
-pub const CRD_COPIES: &[&str] = &[erlmcp_crds::crd::CRD_PATH];
+/// Where the generated CRD is checked in (relative to the workspace root): the crate's copy, the
+/// Helm chart's and the kustomize base's. `erlmcp-operator crd --write` writes them all, and a
+/// test fails when any differs from the code.
+pub const CRD_COPIES: &[&str] = &[
+    erlmcp_crds::crd::CRD_PATH,
+    "charts/erlmcp-operator/crds/erlmcp.io_erlmcpclusters.yaml",
+    "config/crd/erlmcp.io_erlmcpclusters.yaml",
+];

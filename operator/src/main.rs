@@ -57,7 +57,7 @@ enum Command {
     },
     /// Print the ErlmcpCluster CRD, or write it where it is checked in.
     Crd {
-        /// Write crds/erlmcp.io_erlmcpclusters.yaml (and the chart's copy) instead of printing.
+        /// Write crds/erlmcp.io_erlmcpclusters.yaml and its copies (Helm chart, kustomize base).
         #[arg(long)]
         write: bool,
     },
