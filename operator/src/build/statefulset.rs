@@ -174,7 +174,12 @@ pub fn statefulset(
         env("ERLMCP_LOG_LEVEL", spec.logging.level.clone()),
         env("ERLMCP_CONFIG", CONFIG_FILE),
         // Drain within the grace period, leaving a third of it for the preStop hook and exit.
-        env("ERLMCP_DRAIN_SECONDS", (spec.termination_grace_period_seconds * 2 / 3).max(1).to_string()),
+        env(
+            "ERLMCP_DRAIN_SECONDS",
+            (spec.termination_grace_period_seconds * 2 / 3)
+                .max(1)
+                .to_string(),
+        ),
     ];
     env_vars.extend(spec.env.iter().cloned());
 
