@@ -199,6 +199,9 @@ fn check_typed(doc: &Value) -> Result<(), String> {
         (Some("rbac.authorization.k8s.io/v1"), Some("RoleBinding")) => {
             typed_roundtrip::<rbac::RoleBinding>(doc)
         }
+        (Some("coordination.k8s.io/v1"), Some("Lease")) => {
+            typed_roundtrip::<k8s_openapi::api::coordination::v1::Lease>(doc)
+        }
         (Some("monitoring.coreos.com/v1"), Some("ServiceMonitor" | "PrometheusRule")) => Ok(()),
         other => Err(format!("unexpected kind {other:?}")),
     }
@@ -603,6 +606,9 @@ fn deployment_is_hardened_and_leader_election_follows_replicas() {
     let lease = find(&docs, "Role", &format!("{RELEASE}-leader-election")).expect("lease Role");
     assert_eq!(lease["metadata"]["namespace"], NAMESPACE);
     assert!(find(&docs, "RoleBinding", &format!("{RELEASE}-leader-election")).is_some());
+    // The release owns the Lease (uninstall removes it); its name is the operator's.
+    let l = find(&docs, "Lease", erlmcp_operator::leader::LEASE_NAME).expect("the Lease");
+    assert_eq!(l["metadata"]["namespace"], NAMESPACE);
     // Forced off with two replicas; forced on with one.
     let docs = helm_template(&[
         "--set",
