@@ -39,12 +39,20 @@ use crate::node::{
 };
 use crate::transport::Shared;
 
+/// An HTTP/2 connection to a peer.
+type PeerConn = SendRequest<Full<Bytes>>;
+
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 const PING: &str = "/peer/v1/ping";
 const LEAVE: &str = "/peer/v1/leave";
 const FWD: &str = "/peer/v1/fwd";
+/// Longest a starting node waits for its first membership round before turning ready.
+const FIRST_ROUND: Duration = Duration::from_secs(5);
+/// How long a forwarded request waits for an owner that is restarting (it answers 503 while
+/// it drains) before the 503 is passed on.
+const RESTART_WAIT: Duration = Duration::from_secs(20);
 /// Marks a request that came over the peer channel (never forwarded again).
 pub const FORWARDED_HEADER: &str = "x-erlmcp-forwarded-by";
 
@@ -70,6 +78,8 @@ struct SlotState {
     leaving: bool,
     verdict: Verdict,
     last_error: Option<String>,
+    /// A first dial was attempted (readiness waits for the first round).
+    attempted: bool,
 }
 
 /// One discovered peer address.
@@ -107,6 +117,8 @@ pub struct ClusterNode {
     replicas: AtomicI64,
     /// How many addresses discovery last returned (self included when it was listed).
     leaving: AtomicBool,
+    /// Discovery has answered at least once.
+    targets_seen: AtomicBool,
     lifecycle: Arc<Lifecycle>,
     app: OnceLock<(Router, Shared)>,
     changed: tokio::sync::watch::Sender<u64>,
@@ -136,6 +148,7 @@ impl ClusterNode {
             self_addrs: Mutex::new(BTreeSet::new()),
             replicas: AtomicI64::new(-1),
             leaving: AtomicBool::new(false),
+            targets_seen: AtomicBool::new(false),
             lifecycle,
             app: OnceLock::new(),
             changed: tokio::sync::watch::channel(0).0,
@@ -183,9 +196,12 @@ impl ClusterNode {
             let _ = reg.register(c);
         }
         let _ = self.app.set((router, state.clone()));
+        // Not ready until the first membership round (see `readiness_gate`).
+        self.lifecycle.set_ready(false);
         tokio::spawn(self.clone().accept_loop(listener));
         tokio::spawn(super::discovery::run(self.clone()));
         tokio::spawn(self.clone().evaluate_loop());
+        tokio::spawn(self.clone().readiness_gate());
         if let Some(dir) = self.settings.session_dir.clone() {
             tokio::spawn(super::persist::run(self.clone(), dir, state.clone()));
         }
@@ -266,6 +282,7 @@ impl ClusterNode {
         if self.is_stopping() {
             return;
         }
+        self.targets_seen.store(true, Ordering::Release);
         let own = self.self_addrs.lock().expect("self").clone();
         let want: BTreeSet<String> = targets.into_iter().filter(|a| !own.contains(a)).collect();
         let mut slots = self.slots.write().expect("slots");
@@ -295,6 +312,7 @@ impl ClusterNode {
                     leaving: false,
                     verdict: Verdict::Down,
                     last_error: None,
+                    attempted: false,
                 }),
                 task: Mutex::new(None),
             });
@@ -373,6 +391,30 @@ impl ClusterNode {
             return (r as usize).max(1);
         }
         1 + self.summaries().len()
+    }
+
+    /// Not ready until discovery answered and every peer was tried once (bounded by
+    /// [`FIRST_ROUND`]): a fresh pod that cannot yet tell which peer owns a session would
+    /// answer 404 for sessions that exist.
+    async fn readiness_gate(self: Arc<Self>) {
+        let t0 = Instant::now();
+        loop {
+            let done = self.targets_seen.load(Ordering::Acquire)
+                && self
+                    .slots
+                    .read()
+                    .expect("slots")
+                    .values()
+                    .all(|s| s.state().attempted);
+            if done || t0.elapsed() > FIRST_ROUND {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !self.is_leaving() && !self.lifecycle.is_draining() {
+            self.lifecycle.set_ready(true);
+            tracing::info!(after_ms = t0.elapsed().as_millis() as u64, peers = ?self.reachable_members(), "ready (first membership round done)");
+        }
     }
 
     async fn evaluate_loop(self: Arc<Self>) {
@@ -517,7 +559,9 @@ impl ClusterNode {
             };
             let conn = match conn {
                 Some(c) => c,
-                None => match self.dial(&slot.addr).await {
+                None => match self.dial(&slot.addr).await.inspect_err(|_| {
+                    slot.state().attempted = true;
+                }) {
                     Ok((hello, sender)) => {
                         refused_logged = false;
                         let mut st = slot.state();
@@ -533,6 +577,7 @@ impl ClusterNode {
                         st.leaving = false;
                         st.conn = Some(sender.clone());
                         drop(st);
+                        // The first ping below decides "up"; only then is the round done.
                         self.notify();
                         sender
                     }
@@ -569,6 +614,7 @@ impl ClusterNode {
                         st.detector.reset();
                     }
                     st.detector.heartbeat(now);
+                    st.attempted = true;
                     st.leaving = reply.leaving;
                     st.last_error = None;
                     let changed_view = st.last.as_ref().map(|l| (&l.sees, l.ready))
@@ -582,6 +628,7 @@ impl ClusterNode {
                 Err(e) => {
                     let mut st = slot.state();
                     st.conn = None;
+                    st.attempted = true;
                     st.last_error = Some(e);
                 }
             }
@@ -794,7 +841,7 @@ impl ClusterNode {
     // ------------------------------------------------------------ forwarding
 
     /// The owner's slot (unless the detector says it is down) and its live connection, if any.
-    fn owner_slot(&self, owner: &str) -> Option<(Arc<Slot>, Option<SendRequest<Full<Bytes>>>)> {
+    fn owner_slot(&self, owner: &str) -> Option<(Arc<Slot>, Option<PeerConn>)> {
         let now = Instant::now();
         for s in self.slots.read().expect("slots").values() {
             let st = s.state();
@@ -851,25 +898,44 @@ impl ClusterNode {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/mcp".into());
-        let mut b = http::Request::builder()
-            .method(parts.method)
-            .uri(format!("{FWD}{pq}"));
-        for (k, v) in &parts.headers {
-            if !is_hop_by_hop(k.as_str()) {
-                b = b.header(k, v);
+        let make = || {
+            let mut b = http::Request::builder()
+                .method(parts.method.clone())
+                .uri(format!("{FWD}{pq}"));
+            for (k, v) in &parts.headers {
+                if !is_hop_by_hop(k.as_str()) {
+                    b = b.header(k, v);
+                }
             }
+            b.body(Full::new(body.clone()))
+                .map_err(|e| ForwardError::Failed(e.to_string()))
+        };
+        // An owner that is shutting down refuses new work with 503 (nothing was done): its
+        // sessions either come back with it (session volume) or are gone once it exits (404).
+        // Wait for one or the other instead of passing the 503 on, within a bound.
+        let deadline = Instant::now() + RESTART_WAIT;
+        loop {
+            let resp = self.forward_once(&owner, make()?).await?;
+            if resp.status() != http::StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+                return Ok(resp);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let req = b
-            .body(Full::new(body))
-            .map_err(|e| ForwardError::Failed(e.to_string()))?;
-        let Some((mut name, mut conn)) = self.owner_conn(&owner, false).await else {
+    }
+
+    async fn forward_once(
+        &self,
+        owner: &str,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Body>, ForwardError> {
+        let Some((mut name, mut conn)) = self.owner_conn(owner, false).await else {
             self.forward_failed.inc();
             return Err(ForwardError::OwnerGone);
         };
         // A connection the owner closed (it restarted) fails before the request is sent: try
         // once more on a fresh one.
         if conn.ready().await.is_err() {
-            match self.owner_conn(&owner, true).await {
+            match self.owner_conn(owner, true).await {
                 Some(x) => (name, conn) = x,
                 None => {
                     self.forward_failed.inc();
@@ -891,7 +957,7 @@ impl ClusterNode {
         let down = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                if self.owner_slot(&owner).is_none() {
+                if self.owner_slot(owner).is_none() {
                     return;
                 }
             }

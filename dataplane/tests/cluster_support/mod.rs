@@ -366,7 +366,7 @@ pub async fn request(
         .map_err(|_| format!("{method} {url}: timed out after {timeout:?}"))?
 }
 
-pub fn legacy_headers<'a>(sid: &'a str) -> Vec<(&'a str, &'a str)> {
+pub fn legacy_headers(sid: &str) -> Vec<(&str, &str)> {
     vec![
         ("content-type", "application/json"),
         ("accept", "application/json, text/event-stream"),
