@@ -1,0 +1,735 @@
+//! The harness every suite under `e2e/tests/` uses: one [`TestEnv`] per test binary, started
+//! on first use and shared by its tests.
+//!
+//! - `KUBECONFIG` set: that cluster (kind, k3d, a real one, or a plane you started yourself).
+//!   Otherwise a local Kubernetes 1.20 control plane from `e2e/scripts/k8s-up.sh` in a per-run
+//!   state dir, torn down when the test process exits.
+//! - The binaries under test are built once (`cargo build -p erlmcp-dataplane -p
+//!   erlmcp-operator --bins`).
+//! - The pod runner (`erlmcp-pod-runner`) is started unless the cluster has nodes of its own
+//!   (`ERLMCP_E2E_POD_RUNNER=always|never|auto`). In a cluster with real nodes its nodes are
+//!   tainted, and [`TestEnv::runner_placement`] puts a pod on them.
+//! - If no API server comes up, every test fails (the start error is the panic message):
+//!   nothing is ever skipped.
+//!
+//! Env: `ERLMCP_E2E_KEEP=1` keeps the control plane, namespaces and state for inspection;
+//! `ERLMCP_E2E_SKIP_BUILD=1` uses the binaries as they are.
+
+use std::future::Future;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{pinned_kind, Scope};
+use kube::{Api, Client, ResourceExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::runner::node::RUNNER_LABEL;
+use crate::runner::pod::pod_dir;
+
+/// Field manager of everything the suites apply.
+pub const FIELD_MANAGER: &str = "erlmcp-e2e";
+const RUNNER_TAINT: &str = "erlmcp.io/pod-runner";
+
+/// The shared test environment of this test binary.
+pub struct TestEnv {
+    /// Admin kubeconfig of the cluster under test.
+    pub kubeconfig: PathBuf,
+    /// The workspace root.
+    pub workspace: PathBuf,
+    /// Where the built binaries are (`target/debug`).
+    pub bin_dir: PathBuf,
+    /// Per-run state: `runner/` (pod logs), `runner.log`, `k8s/` (local plane).
+    pub run_dir: PathBuf,
+    /// State dir of the local control plane, when this run started one.
+    pub local_plane: Option<PathBuf>,
+    /// The pod runner, when one runs: its state dir and nodes.
+    pub runner: Option<RunnerInfo>,
+    config: kube::Config,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerInfo {
+    pub pid: u32,
+    pub state_dir: PathBuf,
+    pub log: PathBuf,
+    pub nodes: Vec<String>,
+    /// True when its nodes carry the `erlmcp.io/pod-runner` NoSchedule taint.
+    pub tainted: bool,
+}
+
+static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+
+fn keep() -> bool {
+    std::env::var("ERLMCP_E2E_KEEP").is_ok_and(|v| v == "1")
+}
+
+fn log(msg: &str) {
+    eprintln!("[e2e] {msg}");
+}
+
+impl TestEnv {
+    /// The environment, started on first call. Panics (failing the test) if it cannot start.
+    pub fn get() -> &'static TestEnv {
+        let r = ENV.get_or_init(|| {
+            // Started on a plain thread: callers are inside a tokio runtime.
+            std::thread::spawn(|| TestEnv::start().map_err(|e| format!("{e:#}")))
+                .join()
+                .unwrap_or_else(|_| Err("test environment start panicked".into()))
+        });
+        match r {
+            Ok(env) => env,
+            Err(e) => panic!("e2e environment did not come up (this fails, it never skips): {e}"),
+        }
+    }
+
+    fn start() -> Result<TestEnv> {
+        let t0 = Instant::now();
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("workspace root")?
+            .to_path_buf();
+        let exe = std::env::current_exe()?;
+        // Test binaries live in target/<profile>/deps/.
+        let bin_dir = exe
+            .parent()
+            .and_then(|d| {
+                if d.ends_with("deps") {
+                    d.parent()
+                } else {
+                    Some(d)
+                }
+            })
+            .context("binary dir")?
+            .to_path_buf();
+        let run_dir = match std::env::var_os("ERLMCP_E2E_STATE_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => bin_dir
+                .parent()
+                .unwrap_or(&bin_dir)
+                .join("e2e")
+                .join(format!(
+                    "run-{}-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+                    std::process::id()
+                )),
+        };
+        std::fs::create_dir_all(&run_dir)?;
+        log(&format!("state in {}", run_dir.display()));
+
+        if std::env::var("ERLMCP_E2E_SKIP_BUILD").is_ok_and(|v| v == "1") {
+            log("ERLMCP_E2E_SKIP_BUILD=1: using the binaries as they are");
+        } else {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let t = Instant::now();
+            let out = Command::new(&cargo)
+                .current_dir(&workspace)
+                .args([
+                    "build",
+                    "-p",
+                    "erlmcp-dataplane",
+                    "-p",
+                    "erlmcp-operator",
+                    "--bins",
+                ])
+                .output()
+                .context("running cargo build")?;
+            if !out.status.success() {
+                bail!(
+                    "cargo build -p erlmcp-dataplane -p erlmcp-operator --bins failed:\n{}",
+                    tail(&String::from_utf8_lossy(&out.stderr), 40)
+                );
+            }
+            log(&format!(
+                "binaries built in {:.1}s",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        for b in ["erlmcp", "erlmcp-operator", "erlmcp-pod-runner"] {
+            if !bin_dir.join(b).exists() {
+                bail!(
+                    "{} missing (build it, or unset ERLMCP_E2E_SKIP_BUILD)",
+                    bin_dir.join(b).display()
+                );
+            }
+        }
+
+        let (kubeconfig, local_plane) =
+            match std::env::var("KUBECONFIG").ok().filter(|s| !s.is_empty()) {
+                Some(k) => {
+                    log(&format!("using KUBECONFIG={k}"));
+                    (PathBuf::from(k.split(':').next().unwrap_or(&k)), None)
+                }
+                None => {
+                    let state = run_dir.join("k8s");
+                    let t = Instant::now();
+                    let out = Command::new(workspace.join("e2e/scripts/k8s-up.sh"))
+                        .arg(&state)
+                        .stderr(Stdio::inherit())
+                        .output()
+                        .context("running e2e/scripts/k8s-up.sh")?;
+                    let stdout = String::from_utf8_lossy(&out.stdout);
+                    let path = stdout.lines().last().unwrap_or("").trim().to_string();
+                    if !out.status.success() || path.is_empty() {
+                        bail!(
+                            "e2e/scripts/k8s-up.sh failed (exit {:?}); see its output above",
+                            out.status.code()
+                        );
+                    }
+                    log(&format!(
+                        "local control plane up in {:.1}s",
+                        t.elapsed().as_secs_f64()
+                    ));
+                    (PathBuf::from(path), Some(state))
+                }
+            };
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let config = rt.block_on(async {
+            let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
+            anyhow::Ok(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)
+        })?;
+        let mut env = TestEnv {
+            kubeconfig,
+            workspace,
+            bin_dir,
+            run_dir,
+            local_plane,
+            runner: None,
+            config,
+        };
+        // From here on, a failure must still tear the local plane down.
+        let reaper_runner = match rt.block_on(env.start_runner()) {
+            Ok(r) => r,
+            Err(e) => {
+                env.teardown_now();
+                return Err(e);
+            }
+        };
+        env.runner = reaper_runner;
+        env.spawn_reaper();
+        log(&format!(
+            "environment ready in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        ));
+        Ok(env)
+    }
+
+    async fn start_runner(&self) -> Result<Option<RunnerInfo>> {
+        let client = self.client();
+        let version = client.apiserver_version().await.with_context(|| {
+            format!("API server of {} not reachable", self.kubeconfig.display())
+        })?;
+        log(&format!(
+            "API server {} at {}",
+            version.git_version, self.config.cluster_url
+        ));
+        let mode = std::env::var("ERLMCP_E2E_POD_RUNNER").unwrap_or_else(|_| "auto".into());
+        let nodes: Api<Node> = Api::all(client.clone());
+        let others = nodes
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|n| !n.labels().contains_key(RUNNER_LABEL))
+            .count();
+        let (start, tainted) = match mode.as_str() {
+            "never" => (false, false),
+            "always" => (true, others > 0),
+            _ => (others == 0, false),
+        };
+        if !start {
+            log(&format!(
+                "no pod runner: the cluster has {others} node(s) of its own"
+            ));
+            return Ok(None);
+        }
+        let state_dir = self.run_dir.join("runner");
+        let log_path = self.run_dir.join("runner.log");
+        std::fs::create_dir_all(&state_dir)?;
+        let prefix = if tainted { "erlmcp-e2e" } else { "node" };
+        let mut cmd = Command::new(self.bin_dir.join("erlmcp-pod-runner"));
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["--nodes", "3", "--node-prefix", prefix])
+            .args(["--backoff-base-seconds", "2", "--volume-sync-seconds", "2"])
+            .env("RUST_LOG", "info,kube=warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path)?);
+        if tainted {
+            cmd.args(["--node-taint", &format!("{RUNNER_TAINT}=true:NoSchedule")]);
+        }
+        // SAFETY: prctl only. SIGTERM when the spawning thread (alive as long as this test
+        // process) dies: the runner then stops its pods and exits.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("pod-runner".into())
+            .spawn(move || match cmd.spawn() {
+                Ok(mut child) => {
+                    let _ = tx.send(Ok(child.id()));
+                    let _ = child.wait();
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            })?;
+        let pid = rx.recv()?.context("starting erlmcp-pod-runner")?;
+        let names: Vec<String> = crate::runner::node::node_specs(prefix, 3)
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        let info = RunnerInfo {
+            pid,
+            state_dir,
+            log: log_path.clone(),
+            nodes: names.clone(),
+            tainted,
+        };
+        // Wait for its nodes to be Ready.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = nodes
+                .list(&ListParams::default().labels(&format!("{RUNNER_LABEL}=true")))
+                .await?
+                .items
+                .iter()
+                .filter(|n| names.contains(&n.name_any()) && node_ready(n))
+                .count();
+            if ready == names.len() {
+                break;
+            }
+            if !Path::new(&format!("/proc/{pid}")).exists() || Instant::now() > deadline {
+                bail!(
+                    "pod runner nodes not Ready ({ready}/{}); runner log:\n{}",
+                    names.len(),
+                    tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        log(&format!(
+            "pod runner pid {pid}, nodes {names:?}, log {}",
+            log_path.display()
+        ));
+        Ok(Some(info))
+    }
+
+    /// A watchdog outliving this process: once it (and the runner) are gone, stop the local
+    /// control plane. Runs even if the test binary crashes.
+    fn spawn_reaper(&self) {
+        let Some(plane) = &self.local_plane else {
+            return;
+        };
+        if keep() {
+            log(&format!("ERLMCP_E2E_KEEP=1: control plane left running; stop it with e2e/scripts/k8s-down.sh {}", plane.display()));
+            return;
+        }
+        let runner_pid = self.runner.as_ref().map(|r| r.pid).unwrap_or(0);
+        let script = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; \
+             i=0; while [ {rp} -gt 0 ] && kill -0 {rp} 2>/dev/null && [ $i -lt 60 ]; do sleep 0.25; i=$((i+1)); done; \
+             exec {down} {plane} >>{log} 2>&1",
+            me = std::process::id(),
+            rp = runner_pid,
+            down = self.workspace.join("e2e/scripts/k8s-down.sh").display(),
+            plane = plane.display(),
+            log = self.run_dir.join("teardown.log").display(),
+        );
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        if let Err(e) = cmd.spawn() {
+            log(&format!("cannot start the teardown watchdog: {e}"));
+        }
+    }
+
+    fn teardown_now(&self) {
+        if let (Some(plane), false) = (&self.local_plane, keep()) {
+            let _ = Command::new(self.workspace.join("e2e/scripts/k8s-down.sh"))
+                .arg(plane)
+                .status();
+        }
+    }
+
+    /// A new client (one per call: clients are tied to the runtime they are used on, and
+    /// every `#[tokio::test]` has its own).
+    pub fn client(&self) -> Client {
+        Client::try_from(self.config.clone()).expect("kube client")
+    }
+
+    /// `kubectl` against the cluster under test; Ok(stdout) on success, else the stderr.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .output()
+            .context("running kubectl")?;
+        let stderr: String = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.contains("version difference between client"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(anyhow!("kubectl {}: {}", args.join(" "), stderr.trim()))
+        }
+    }
+
+    /// A fresh namespace `e2e-<prefix>-<random>`, ready for pods (its `default` service account
+    /// exists, with its token secret on clusters before 1.24). Deleted when the guard drops.
+    pub async fn namespace(&'static self, prefix: &str) -> Result<TestNamespace> {
+        let name = format!("e2e-{prefix}-{:05x}", rand::random::<u32>() & 0xfffff);
+        let client = self.client();
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": {"erlmcp.io/e2e": "true"}}}),
+        )?;
+        api.create(&PostParams::default(), &ns).await?;
+        let guard = TestNamespace {
+            env: self,
+            name: name.clone(),
+        };
+        let legacy_tokens = client
+            .apiserver_version()
+            .await
+            .map(|v| v.minor.trim_end_matches('+').parse::<u32>().unwrap_or(99) < 24)
+            .unwrap_or(false);
+        let sas: Api<ServiceAccount> = Api::namespaced(client, &name);
+        self.wait_for(
+            &format!("service account default in {name}"),
+            Duration::from_secs(30),
+            Some(&name),
+            || {
+                let sas = sas.clone();
+                async move {
+                    Ok(sas.get_opt("default").await?.filter(|sa| {
+                        !legacy_tokens || sa.secrets.as_ref().is_some_and(|s| !s.is_empty())
+                    }))
+                }
+            },
+        )
+        .await?;
+        Ok(guard)
+    }
+
+    /// Server-side applies every document of `yaml` (namespaced ones into `ns`), as
+    /// [`FIELD_MANAGER`], forcing conflicts.
+    pub async fn apply(&self, ns: &str, yaml: &str) -> Result<Vec<DynamicObject>> {
+        let client = self.client();
+        let mut out = Vec::new();
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let value = serde_json::to_value(serde_yaml::Value::deserialize(doc)?)?;
+            if value.is_null() {
+                continue;
+            }
+            let obj: DynamicObject = serde_json::from_value(value.clone())?;
+            let tm = obj
+                .types
+                .clone()
+                .ok_or_else(|| anyhow!("document without apiVersion/kind"))?;
+            let gvk = GroupVersionKind::try_from(&tm)?;
+            let (ar, caps) = pinned_kind(&client, &gvk).await?;
+            let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
+                Api::namespaced_with(
+                    client.clone(),
+                    obj.namespace().as_deref().unwrap_or(ns),
+                    &ar,
+                )
+            } else {
+                Api::all_with(client.clone(), &ar)
+            };
+            let name = obj.name_any();
+            let applied = api
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&value),
+                )
+                .await
+                .map_err(|e| anyhow!("applying {} {name}: {e:?}", tm.kind))?;
+            out.push(applied);
+        }
+        Ok(out)
+    }
+
+    /// Polls `f` (every 250 ms) until it gives `Some`, or fails after `timeout` with what was
+    /// last seen and a dump of the namespace (pods, events, pod logs, runner log).
+    pub async fn wait_for<T, F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        ns: Option<&str>,
+        mut f: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>>>,
+    {
+        let deadline = Instant::now() + timeout;
+        let mut last: String;
+        loop {
+            match f().await {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => last = "condition not met".into(),
+                Err(e) => last = format!("error: {e:#}"),
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; last: {last}\n{}",
+                    self.dump(ns)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits for `n` pods matching `selector` in `ns` to be Ready (and no others), returning them
+    /// sorted by name.
+    pub async fn wait_pods_ready(
+        &self,
+        ns: &str,
+        selector: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Pod>> {
+        let api: Api<Pod> = Api::namespaced(self.client(), ns);
+        self.wait_for(
+            &format!("{n} ready pods {selector} in {ns}"),
+            timeout,
+            Some(ns),
+            || {
+                let api = api.clone();
+                async move {
+                    let mut pods = api
+                        .list(&ListParams::default().labels(selector))
+                        .await?
+                        .items;
+                    pods.sort_by_key(|p| p.name_any());
+                    let ready = pods
+                        .iter()
+                        .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
+                        .count();
+                    Ok((ready == n && pods.len() == n).then_some(pods))
+                }
+            },
+        )
+        .await
+    }
+
+    /// A container's log as the pod runner recorded it (every incarnation of the pod name,
+    /// with the runner's `----` lines marking starts, hooks, signals and exits).
+    pub fn pod_log(&self, ns: &str, pod: &str, container: &str) -> String {
+        match &self.runner {
+            Some(r) => std::fs::read_to_string(
+                pod_dir(&r.state_dir, ns, pod).join(format!("{container}.log")),
+            )
+            .unwrap_or_default(),
+            None => self
+                .kubectl(&["logs", "-n", ns, pod, "-c", container])
+                .unwrap_or_else(|e| format!("{e:#}")),
+        }
+    }
+
+    /// What a pod spec needs to land on the runner's nodes: `{}` when they take every pod,
+    /// else a nodeSelector and a toleration for their taint. Merge into `spec.template.spec`.
+    pub fn runner_placement(&self) -> serde_json::Value {
+        match &self.runner {
+            Some(r) if r.tainted => json!({
+                "nodeSelector": {RUNNER_LABEL: "true"},
+                "tolerations": [{"key": RUNNER_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
+            }),
+            _ => json!({}),
+        }
+    }
+
+    /// Diagnostics for a failure: nodes, the namespace's workloads, events, pod logs, runner log.
+    pub fn dump(&self, ns: Option<&str>) -> String {
+        let mut s = String::from("==== e2e diagnostics ====\n");
+        let mut section = |title: &str, args: &[&str]| {
+            s.push_str(&format!("---- {title}\n"));
+            match self.kubectl(args) {
+                Ok(o) => s.push_str(&o),
+                Err(e) => s.push_str(&format!("{e:#}\n")),
+            }
+        };
+        section(
+            "nodes",
+            &[
+                "get",
+                "nodes",
+                "-o",
+                "wide",
+                "-L",
+                "topology.kubernetes.io/zone",
+            ],
+        );
+        if let Some(ns) = ns {
+            section(
+                &format!("objects in {ns}"),
+                &[
+                    "get",
+                    "statefulsets,pods,services,endpointslices",
+                    "-n",
+                    ns,
+                    "-o",
+                    "wide",
+                ],
+            );
+            section(
+                &format!("events in {ns}"),
+                &["get", "events", "-n", ns, "--sort-by=.lastTimestamp"],
+            );
+            if let Some(r) = &self.runner {
+                let prefix = format!("{ns}_");
+                if let Ok(dirs) = std::fs::read_dir(r.state_dir.join("pods")) {
+                    for d in dirs.flatten() {
+                        let name = d.file_name().to_string_lossy().into_owned();
+                        if !name.starts_with(&prefix) {
+                            continue;
+                        }
+                        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+                            if f.path().extension().is_some_and(|e| e == "log") {
+                                s.push_str(&format!(
+                                    "---- log {}/{}\n",
+                                    name,
+                                    f.file_name().to_string_lossy()
+                                ));
+                                s.push_str(&tail(
+                                    &std::fs::read_to_string(f.path()).unwrap_or_default(),
+                                    40,
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(r) = &self.runner {
+            s.push_str(&format!("---- pod runner log {}\n", r.log.display()));
+            s.push_str(&tail(
+                &std::fs::read_to_string(&r.log).unwrap_or_default(),
+                30,
+            ));
+        }
+        s
+    }
+}
+
+/// A namespace for one test; deleted (without waiting) when dropped, unless ERLMCP_E2E_KEEP=1.
+pub struct TestNamespace {
+    env: &'static TestEnv,
+    pub name: String,
+}
+
+impl std::ops::Deref for TestNamespace {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if !keep() {
+            let _ = self
+                .env
+                .kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
+        }
+    }
+}
+
+pub fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+pub fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// A plain HTTP/1.1 GET (tests reach pods by pod IP; there is no kube-proxy): status and body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let text = tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .map_err(|_| anyhow!("GET http://{addr}{path}: timeout"))??;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("GET http://{addr}{path}: bad response {head:?}"))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        code,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    ))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
