@@ -52,6 +52,9 @@ pub struct TestEnv {
     pub local_plane: Option<PathBuf>,
     /// The pod runner, when one runs: its state dir and nodes.
     pub runner: Option<RunnerInfo>,
+    /// The kubectl used by [`TestEnv::kubectl`]: `$KUBECTL`, else `kubectl` on PATH, else
+    /// the one `scripts/tools.sh kubectl` installs.
+    pub kubectl: PathBuf,
     config: kube::Config,
 }
 
@@ -121,6 +124,7 @@ impl TestEnv {
                     std::process::id()
                 )),
         };
+        prune_old_runs(run_dir.parent(), 10);
         std::fs::create_dir_all(&run_dir)?;
         log(&format!("state in {}", run_dir.display()));
 
@@ -198,7 +202,9 @@ impl TestEnv {
             let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
             anyhow::Ok(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)
         })?;
+        let kubectl = find_kubectl(&workspace)?;
         let mut env = TestEnv {
+            kubectl,
             kubeconfig,
             workspace,
             bin_dir,
@@ -269,6 +275,9 @@ impl TestEnv {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log_path)?);
+        if self.local_plane.is_none() {
+            cmd.arg("--remove-nodes-on-exit");
+        }
         if tainted {
             cmd.args(["--node-taint", &format!("{RUNNER_TAINT}=true:NoSchedule")]);
         }
@@ -383,7 +392,7 @@ impl TestEnv {
 
     /// `kubectl` against the cluster under test; Ok(stdout) on success, else the stderr.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+        let out = Command::new(&self.kubectl)
             .env("KUBECONFIG", &self.kubeconfig)
             .args(args)
             .output()
@@ -675,6 +684,58 @@ pub fn pod_ready(p: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn find_kubectl(workspace: &Path) -> Result<PathBuf> {
+    if let Some(k) = std::env::var_os("KUBECTL") {
+        return Ok(PathBuf::from(k));
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("kubectl"))
+                .find(|k| k.is_file())
+        })
+        .unwrap_or_default();
+    if let Some(k) = on_path {
+        return Ok(k);
+    }
+    let out = Command::new(workspace.join("scripts/tools.sh"))
+        .arg("kubectl")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("scripts/tools.sh kubectl")?;
+    let path = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if !out.status.success() || path.is_empty() {
+        bail!("no kubectl: set KUBECTL, put one on PATH, or fix scripts/tools.sh kubectl");
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Keeps the `keep` newest `run-*` dirs (logs of earlier runs) in `dir`.
+fn prune_old_runs(dir: Option<&Path>, keep: usize) {
+    let Some(dir) = dir else { return };
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("run-"))
+        })
+        .filter(|p| !p.join("k8s").exists()) // a plane may still run there
+        .collect();
+    runs.sort();
+    let n = runs.len().saturating_sub(keep);
+    for p in &runs[..n] {
+        let _ = std::fs::remove_dir_all(p);
+    }
 }
 
 /// The last `n` lines of `s`.

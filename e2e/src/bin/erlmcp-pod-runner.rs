@@ -52,6 +52,9 @@ struct Cli {
     /// On SIGTERM/SIGINT, give pods at most this many seconds to stop.
     #[arg(long, default_value_t = 5)]
     shutdown_grace_seconds: u64,
+    /// Delete the Node objects (and their leases) on exit, for clusters that outlive the run.
+    #[arg(long)]
+    remove_nodes_on_exit: bool,
 }
 
 fn parse_taint(s: &str) -> Result<Taint> {
@@ -118,6 +121,7 @@ async fn main() -> Result<()> {
         shutdown_grace: Duration::from_secs(cli.shutdown_grace_seconds),
         api_host,
         api_port,
+        remove_nodes_on_exit: cli.remove_nodes_on_exit,
     };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

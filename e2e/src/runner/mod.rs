@@ -55,6 +55,8 @@ pub struct Settings {
     /// What the pods get as KUBERNETES_SERVICE_HOST / _PORT.
     pub api_host: String,
     pub api_port: u16,
+    /// Delete the Node objects when the runner exits (for clusters that outlive the run).
+    pub remove_nodes_on_exit: bool,
 }
 
 /// State shared by all pod workers.
@@ -139,6 +141,9 @@ pub async fn run(
     });
     let result = dispatch(sh.clone(), &nodes, shutdown).await;
     sh.pool.cleanup();
+    if sh.settings.remove_nodes_on_exit {
+        nodes.remove().await;
+    }
     result
 }
 

@@ -165,6 +165,18 @@ impl Nodes {
         Ok(())
     }
 
+    /// Deletes the nodes and their leases (pods bound to them are then garbage-collected).
+    pub async fn remove(&self) {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
+        for s in &self.specs {
+            let _ = leases.delete(&s.name, &Default::default()).await;
+            if let Err(e) = nodes.delete(&s.name, &Default::default()).await {
+                tracing::warn!(node = %s.name, error = %e, "node not removed");
+            }
+        }
+    }
+
     /// Every 10 s: renew the leases and the Ready heartbeats. Runs until dropped.
     pub async fn heartbeats(&self) {
         loop {
