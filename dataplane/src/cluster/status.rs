@@ -101,6 +101,11 @@ pub async fn run(node: Arc<ClusterNode>, _state: Shared) {
             return;
         }
     };
+    report(node, client).await
+}
+
+/// The reporting loop, with a given client.
+pub async fn report(node: Arc<ClusterNode>, client: kube::Client) {
     let Some(t) = target(&node, client) else {
         return;
     };
@@ -202,6 +207,109 @@ pub async fn remove(node: &ClusterNode) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{from_parts, RuntimeConfig};
+    use crate::node::Lifecycle;
+    use http::{Request, Response};
+    use kube::client::Body as KubeBody;
+
+    fn node() -> Arc<ClusterNode> {
+        let env: std::collections::BTreeMap<String, String> = [
+            ("ERLANG_COOKIE", "0123456789abcdef0123"),
+            ("ERLMCP_NODE_NAME", "erlmcp@mcp-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let rc: RuntimeConfig = from_parts(Default::default(), &env, false).unwrap();
+        let mut env2 = env.clone();
+        for (k, v) in [
+            ("POD_NAME", "mcp-1"),
+            ("POD_NAMESPACE", "prod"),
+            ("ERLMCP_CLUSTER", "mcp"),
+            ("ERLMCP_PEERS", "10.0.0.9:9200"),
+        ] {
+            env2.insert(k.into(), v.into());
+        }
+        let s = super::super::settings(&rc, &env2).unwrap();
+        let lc = Arc::new(Lifecycle::new());
+        lc.set_ready(true);
+        ClusterNode::new(s, lc).unwrap()
+    }
+
+    /// The exact request: SSA on the status subresource, the pod's own field manager, forced,
+    /// one entry keyed by the pod name; and the replicas it learns from the answer.
+    #[tokio::test]
+    async fn applies_its_own_entry_with_its_own_manager() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<KubeBody>, Response<KubeBody>>();
+        let client = kube::Client::new(svc, "prod");
+        let n = node();
+        n.set_replicas(Some(2));
+        let task = tokio::spawn(report(n.clone(), client));
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .expect("a request")
+            .expect("request");
+        assert_eq!(req.method(), http::Method::PATCH);
+        let uri = req.uri().to_string();
+        assert!(
+            uri.starts_with("/apis/erlmcp.io/v1alpha1/namespaces/prod/erlmcpclusters/mcp/status?"),
+            "{uri}"
+        );
+        assert!(uri.contains("fieldManager=erlmcp-member-mcp-1"), "{uri}");
+        assert!(uri.contains("force=true"), "{uri}");
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/apply-patch+yaml"
+        );
+        let body = req.into_body().collect_bytes().await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let m = &v["status"]["members"];
+        assert_eq!(m.as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(m[0]["name"], "mcp-1");
+        assert_eq!(m[0]["ready"], true);
+        assert_eq!(m[0]["expectedPeers"], 1);
+        assert!(m[0]["lastHeartbeat"].as_str().unwrap().ends_with('Z'));
+        let obj = json!({
+            "apiVersion": "erlmcp.io/v1alpha1", "kind": "ErlmcpCluster",
+            "metadata": {"name": "mcp", "namespace": "prod"},
+            "spec": {"replicas": 5}
+        });
+        send.send_response(
+            Response::builder()
+                .status(200)
+                .body(KubeBody::from(serde_json::to_vec(&obj).unwrap()))
+                .unwrap(),
+        );
+        // The desired size now comes from spec.replicas.
+        let t0 = std::time::Instant::now();
+        while n.expected() != 5 {
+            assert!(t0.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        n.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
+
+    #[tokio::test]
+    async fn a_deleted_cluster_backs_off() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<KubeBody>, Response<KubeBody>>();
+        let client = kube::Client::new(svc, "prod");
+        let n = node();
+        let task = tokio::spawn(report(n.clone(), client));
+        let (_, send) = handle.next_request().await.unwrap();
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
+        send.send_response(
+            Response::builder()
+                .status(404)
+                .body(KubeBody::from(serde_json::to_vec(&status).unwrap()))
+                .unwrap(),
+        );
+        // No retry within the first second (backoff starts at 2 s): no hot loop.
+        let again = tokio::time::timeout(Duration::from_millis(1200), handle.next_request()).await;
+        assert!(again.is_err(), "retried too soon");
+        n.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
 
     #[test]
     fn body_is_one_entry_or_none() {
