@@ -34,6 +34,10 @@ impl RateLimiter {
         }
     }
 
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Take one token for `client`; Err carries the wait until the next token.
     pub fn check(&self, client: &str) -> Result<(), Duration> {
         if !self.enabled {

@@ -124,22 +124,6 @@ impl RpcError {
     }
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    jsonrpc: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    id: Option<Value>,
-    method: Option<Value>,
-    params: Option<Value>,
-    result: Option<Value>,
-    error: Option<Value>,
-}
-
-// Distinguishes `"id": null` (present) from a missing id.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
-
 /// What a body held: one message or a batch (batches exist only in 2025-03-26).
 pub enum Parsed {
     Single(Result<Message, (Option<Id>, RpcError)>),
@@ -163,19 +147,25 @@ pub fn parse(body: &[u8]) -> Result<Parsed, RpcError> {
 }
 
 pub fn from_value(v: Value) -> Result<Message, (Option<Id>, RpcError)> {
-    if !v.is_object() {
+    let Value::Object(mut obj) = v else {
         return Err((
             None,
             RpcError::invalid_request("Invalid Request: message must be an object"),
         ));
-    }
-    let env: Envelope = serde_json::from_value(v).map_err(|e| {
-        (
-            None,
-            RpcError::invalid_request(format!("Invalid Request: {e}")),
-        )
-    })?;
-    let id = match env.id {
+    };
+    // Move the envelope's fields out of the parsed object (no second pass over `params`).
+    // `"id": null` is present (and rejected below); any other member that is null counts as
+    // absent.
+    let env_id = obj.remove("id");
+    let mut take = |k: &str| obj.remove(k).filter(|v| !v.is_null());
+    let (jsonrpc, method, params, result, error) = (
+        take("jsonrpc"),
+        take("method"),
+        take("params"),
+        take("result"),
+        take("error"),
+    );
+    let id = match env_id {
         None => None,
         Some(Value::Number(n)) => match n.as_i64() {
             Some(i) => Some(Id::Num(i)),
@@ -194,13 +184,13 @@ pub fn from_value(v: Value) -> Result<Message, (Option<Id>, RpcError)> {
             ))
         }
     };
-    if env.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
+    if jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
         return Err((
             id,
             RpcError::invalid_request("Invalid Request: jsonrpc must be \"2.0\""),
         ));
     }
-    let method = match env.method {
+    let method = match method {
         None => None,
         Some(Value::String(m)) => Some(m),
         Some(_) => {
@@ -210,7 +200,7 @@ pub fn from_value(v: Value) -> Result<Message, (Option<Id>, RpcError)> {
             ))
         }
     };
-    if let Some(p) = &env.params {
+    if let Some(p) = &params {
         if !p.is_object() && !p.is_array() {
             return Err((
                 id,
@@ -219,13 +209,13 @@ pub fn from_value(v: Value) -> Result<Message, (Option<Id>, RpcError)> {
         }
     }
     if method.is_none() {
-        if env.result.is_none() && env.error.is_none() {
+        if result.is_none() && error.is_none() {
             return Err((
                 id,
                 RpcError::invalid_request("Invalid Request: missing method"),
             ));
         }
-        if id.is_none() && env.error.is_none() {
+        if id.is_none() && error.is_none() {
             return Err((
                 None,
                 RpcError::invalid_request("Invalid Request: response without id"),
@@ -235,9 +225,9 @@ pub fn from_value(v: Value) -> Result<Message, (Option<Id>, RpcError)> {
     Ok(Message {
         id,
         method,
-        params: env.params,
-        result: env.result,
-        error: env.error,
+        params,
+        result,
+        error,
     })
 }
 
@@ -273,6 +263,33 @@ pub fn result_bytes(id: &Id, result: &Value) -> Bytes {
         })
         .unwrap_or_default(),
     )
+}
+
+/// `result_bytes` with pre-serialised object members (`"k":v,...`) appended to the result,
+/// which must be a JSON object.
+pub fn result_bytes_with(id: &Id, result: &Value, members: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(192 + members.len());
+    let ok = serde_json::to_writer(
+        &mut out,
+        &ResultOut {
+            jsonrpc: "2.0",
+            id,
+            result,
+        },
+    );
+    // `result` is the last member: the output ends with its `}` and then the envelope's.
+    if ok.is_err() || !result.is_object() || !out.ends_with(b"}}") {
+        return Bytes::from(out);
+    }
+    let at = out.len() - 2;
+    let empty = out[at - 1] == b'{';
+    out.truncate(at);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(members);
+    out.extend_from_slice(b"}}");
+    Bytes::from(out)
 }
 
 pub fn error_bytes(id: Option<&Id>, err: &RpcError) -> Bytes {
@@ -351,6 +368,36 @@ mod tests {
             INVALID_REQUEST
         );
         assert!(matches!(parse(b"[]"), Err(e) if e.code == INVALID_REQUEST));
+    }
+
+    #[test]
+    fn appends_members_to_results() {
+        let id = Id::Num(1);
+        let m = br#""resultType":"complete","_meta":{"k":{}}"#;
+        for (result, want) in [
+            (
+                serde_json::json!({}),
+                serde_json::json!({"resultType": "complete", "_meta": {"k": {}}}),
+            ),
+            (
+                serde_json::json!({"a": {}, "b": "x{"}),
+                serde_json::json!({"a": {}, "b": "x{", "resultType": "complete", "_meta": {"k": {}}}),
+            ),
+        ] {
+            let v: Value = serde_json::from_slice(&result_bytes_with(&id, &result, m)).unwrap();
+            assert_eq!(
+                v,
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": want})
+            );
+        }
+    }
+
+    #[test]
+    fn null_members_count_as_absent() {
+        let m = single(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":null}"#).unwrap();
+        assert!(m.params.is_none());
+        let (id, e) = single(r#"{"jsonrpc":"2.0","id":2,"method":null}"#).unwrap_err();
+        assert_eq!((id, e.code), (Some(Id::Num(2)), INVALID_REQUEST));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -63,8 +64,20 @@ pub struct Core {
     pub request_timeout: Duration,
     /// Open client connections (all transports).
     pub connections: AtomicI64,
+    /// Fixed at construction: `modern_members` is derived from it.
     pub server_info: Value,
     pub instructions: Option<String>,
+    /// `"resultType":"complete","_meta":{serverInfo}` as JSON members, pre-serialised.
+    modern_members: Box<[u8]>,
+}
+
+/// A successful result on its way out. `modern_members`: the fixed modern members
+/// (`resultType: "complete"`, `_meta` with the server's identity) are still to be added;
+/// [`Core::response_bytes`] appends them as pre-built bytes.
+#[derive(Debug)]
+pub struct Reply {
+    pub value: Value,
+    modern_members: bool,
 }
 
 pub struct CoreParts {
@@ -82,6 +95,12 @@ pub struct CoreParts {
 
 impl Core {
     pub fn new(p: CoreParts) -> Self {
+        let server_info =
+            json!({"name": "erlmcp", "title": "erlmcp", "version": env!("CARGO_PKG_VERSION")});
+        let meta = json!({ revision::META_SERVER_INFO: server_info });
+        let modern_members = format!(r#""resultType":"complete","_meta":{meta}"#)
+            .into_bytes()
+            .into_boxed_slice();
         Self {
             catalog: p.catalog,
             sessions: p.sessions,
@@ -96,22 +115,39 @@ impl Core {
             list_ttl_ms: 60_000,
             request_timeout: p.request_timeout,
             connections: AtomicI64::new(0),
-            server_info: json!({"name": "erlmcp", "title": "erlmcp", "version": env!("CARGO_PKG_VERSION")}),
+            server_info,
             instructions: None,
+            modern_members,
         }
     }
 
     /// Handle one request (not `initialize`, not `subscriptions/listen`: transports own those
     /// because they create state or streams) and count it.
     pub async fn handle(&self, msg: &Message, ctx: &Ctx) -> Result<Value, RpcError> {
+        self.handle_reply(msg, ctx)
+            .await
+            .map(|r| self.reply_value(r))
+    }
+
+    /// [`Core::handle`] for a transport that serialises the result itself with
+    /// [`Core::response_bytes`] (the modern fixed members then go out as pre-built bytes).
+    pub async fn handle_reply(&self, msg: &Message, ctx: &Ctx) -> Result<Reply, RpcError> {
         let start = Instant::now();
         let method = msg.method();
-        let r = match tokio::time::timeout(self.request_timeout, self.dispatch(msg, ctx)).await {
-            Ok(r) => r,
-            Err(_) => Err(RpcError::internal(format!(
-                "request timed out after {}s",
-                self.request_timeout.as_secs()
-            ))),
+        // Most requests (built-in tools, lists) finish on their first poll: only one that
+        // waits arms the request timer.
+        let mut fut = std::pin::pin!(self.dispatch(msg, ctx));
+        let r = match futures::poll!(fut.as_mut()) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => {
+                match tokio::time::timeout(self.request_timeout, fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(RpcError::internal(format!(
+                        "request timed out after {}s",
+                        self.request_timeout.as_secs()
+                    ))),
+                }
+            }
         };
         let r = self.finish(method, r, &ctx.era);
         self.metrics.request(
@@ -121,6 +157,29 @@ impl Core {
             start.elapsed().as_secs_f64(),
         );
         r
+    }
+
+    /// The JSON-RPC response for `id` as bytes.
+    pub fn response_bytes(&self, id: &jsonrpc::Id, r: &Result<Reply, RpcError>) -> Bytes {
+        match r {
+            Ok(Reply {
+                value,
+                modern_members: true,
+            }) => jsonrpc::result_bytes_with(id, value, &self.modern_members),
+            Ok(Reply { value, .. }) => jsonrpc::result_bytes(id, value),
+            Err(e) => jsonrpc::error_bytes(Some(id), e),
+        }
+    }
+
+    /// The result as one JSON value, fixed members included.
+    pub fn reply_value(&self, r: Reply) -> Value {
+        let mut v = r.value;
+        if r.modern_members {
+            if let Some(o) = v.as_object_mut() {
+                self.add_modern_members(o);
+            }
+        }
+        v
     }
 
     async fn dispatch(&self, msg: &Message, ctx: &Ctx) -> Result<Value, RpcError> {
@@ -160,29 +219,43 @@ impl Core {
     }
 
     /// Shape a result for its era: modern results carry `resultType`, server identity and, when
-    /// cacheable, caching hints.
+    /// cacheable, caching hints. A modern result with neither `resultType` nor `_meta` of its
+    /// own (the usual case) is left as it is and marked: the members it lacks are the same for
+    /// every such result and are appended as bytes.
     fn finish(
         &self,
         method: &str,
         r: Result<Value, RpcError>,
         era: &Era,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Reply, RpcError> {
         let mut v = r?;
+        let cacheable = CACHEABLE.contains(&method);
         if let (Era::Modern(_), Some(o)) = (era, v.as_object_mut()) {
-            o.entry("resultType").or_insert_with(|| json!("complete"));
-            let meta = o.entry("_meta").or_insert_with(|| json!({}));
-            if let Some(m) = meta.as_object_mut() {
-                m.insert(revision::META_SERVER_INFO.into(), self.server_info.clone());
+            if !cacheable && !o.contains_key("resultType") && !o.contains_key("_meta") {
+                return Ok(Reply {
+                    value: v,
+                    modern_members: true,
+                });
             }
-            if CACHEABLE.contains(&method)
-                && o.get("resultType").and_then(Value::as_str) == Some("complete")
-            {
+            self.add_modern_members(o);
+            if cacheable && o.get("resultType").and_then(Value::as_str) == Some("complete") {
                 o.entry("ttlMs").or_insert_with(|| json!(self.list_ttl_ms));
                 o.entry("cacheScope")
                     .or_insert_with(|| json!(self.cache_scope));
             }
         }
-        Ok(v)
+        Ok(Reply {
+            value: v,
+            modern_members: false,
+        })
+    }
+
+    fn add_modern_members(&self, o: &mut serde_json::Map<String, Value>) {
+        o.entry("resultType").or_insert_with(|| json!("complete"));
+        let meta = o.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert(revision::META_SERVER_INFO.into(), self.server_info.clone());
+        }
     }
 
     pub fn notify_list_changed(&self, what: &'static str) {

@@ -50,7 +50,8 @@ pub async fn call(core: &Core, params: &Value, ctx: &Ctx) -> Result<Value, RpcEr
         mrtr::input_responses(params)?;
         mrtr::request_state(params)?;
     }
-    if let Some(v) = &tool.validator {
+    // `is_valid` first: collecting errors costs allocations even when there are none.
+    if let Some(v) = tool.validator.as_ref().filter(|v| !v.is_valid(args)) {
         let errors: Vec<String> = v
             .iter_errors(args)
             .take(5)

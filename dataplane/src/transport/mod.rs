@@ -133,8 +133,12 @@ pub fn guard(
             return Err(r);
         }
     };
-    let client = principal.clone().unwrap_or_else(|| peer.ip().to_string());
-    if let Err(wait) = state.limits.rate.check(&client) {
+    // The client key is only built when the limiter is on.
+    let limited = state.limits.rate.enabled().then(|| {
+        let client = principal.clone().unwrap_or_else(|| peer.ip().to_string());
+        state.limits.rate.check(&client)
+    });
+    if let Some(Err(wait)) = limited {
         state.core.metrics.rate_limited.inc();
         let err = RpcError::new(-31_001, "Rate limit exceeded")
             .with_data(json!({"retryAfterMs": wait.as_millis() as u64}));

@@ -13,8 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
+use axum::response::IntoResponse;
 use base64::Engine;
 use bytes::Bytes;
 use futures::future::{AbortHandle, Abortable};
@@ -43,7 +44,11 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn is_json_content_type(h: &HeaderMap) -> bool {
-    header(h, "content-type").is_none_or(|c| c.to_ascii_lowercase().starts_with("application/json"))
+    const JSON: &str = "application/json";
+    header(h, "content-type").is_none_or(|c| {
+        c.get(..JSON.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(JSON))
+    })
 }
 
 /// HTTP status for an error on each era: modern errors carry their own (404, 400); legacy
@@ -59,9 +64,16 @@ fn status_for(e: &RpcError, modern: bool) -> u16 {
 pub async fn post(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Response<Body> {
+    // The headers are moved out rather than cloned (as the `HeaderMap` extractor would); the
+    // body is read as the `Bytes` extractor reads it (same limit, same rejections).
+    let (mut parts, body) = req.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    let body = match Bytes::from_request(Request::from_parts(parts, body), &st).await {
+        Ok(b) => b,
+        Err(rejection) => return rejection.into_response(),
+    };
     let principal = match guard(&st, &headers, peer) {
         Ok(p) => p,
         Err(r) => return r,
@@ -161,7 +173,7 @@ async fn modern_post(
 }
 
 /// Decode a header value that may use the `=?base64?...?=` sentinel.
-pub fn decode_header_value(raw: &str) -> Result<String, RpcError> {
+pub fn decode_header_value(raw: &str) -> Result<std::borrow::Cow<'_, str>, RpcError> {
     let v = raw.trim();
     if let Some(inner) = v
         .strip_prefix("=?base64?")
@@ -175,14 +187,14 @@ pub fn decode_header_value(raw: &str) -> Result<String, RpcError> {
                     "Header mismatch: invalid Base64 in header value",
                 )
             })?;
-        return String::from_utf8(bytes).map_err(|_| {
+        return String::from_utf8(bytes).map(Into::into).map_err(|_| {
             RpcError::new(
                 HEADER_MISMATCH,
                 "Header mismatch: Base64 header value is not UTF-8",
             )
         });
     }
-    Ok(v.to_string())
+    Ok(v.into())
 }
 
 fn mismatch(what: &str, header_val: &str, body_val: &str) -> RpcError {
@@ -338,21 +350,24 @@ async fn run(
     ctx.out = out;
     let core = st.core.clone();
     let limit = st.limits.in_flight.clone();
-    let (abort, reg) = AbortHandle::new_pair();
-    if let Some(s) = &session {
+    // Only a legacy request can be cancelled by message (`notifications/cancelled`); a modern
+    // one is cancelled by dropping it, so it needs no abort handle.
+    let reg = session.as_ref().map(|s| {
+        let (abort, reg) = AbortHandle::new_pair();
         s.in_flight.insert(id.clone(), abort);
-    }
+        reg
+    });
     let fut_id = id.clone();
     let fut_session = session.clone();
     let mut fut = Box::pin(async move {
-        let r = Abortable::new(
-            async {
-                let _permit = limit.acquire_owned().await;
-                core.handle(&msg, &ctx).await
-            },
-            reg,
-        )
-        .await;
+        let work = async {
+            let _permit = limit.acquire().await;
+            core.handle_reply(&msg, &ctx).await
+        };
+        let r = match reg {
+            None => Ok(work.await),
+            Some(reg) => Abortable::new(work, reg).await,
+        };
         if let Some(s) = &fut_session {
             s.in_flight.remove(&fut_id);
         }
@@ -370,11 +385,11 @@ async fn run(
             if queued.is_empty() {
                 st.core.metrics.sent("http", 1);
                 let status = match &r { Ok(_) => 200, Err(e) => status_for(e, modern) };
-                return json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), jsonrpc::response_bytes(&id, &r));
+                return json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), st.core.response_bytes(&id, &r));
             }
             // Emitted and finished at once: a short SSE stream.
             let mut chunks: Vec<Bytes> = queued.iter().map(|v| sse_event(None, &serde_json::to_vec(v).unwrap_or_default())).collect();
-            chunks.push(sse_event(None, &jsonrpc::response_bytes(&id, &r)));
+            chunks.push(sse_event(None, &st.core.response_bytes(&id, &r)));
             st.core.metrics.sent("http", chunks.len() as u64);
             return sse_response(Body::from_stream(futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>))));
         }
@@ -383,6 +398,7 @@ async fn run(
     match session {
         None => {
             let (tx, brx) = mpsc::channel::<Bytes>(LIVE_BUFFER);
+            let core = st.core.clone();
             let metrics = st.core.metrics.clone();
             tokio::spawn(async move {
                 let send = |v: &Value| {
@@ -407,7 +423,7 @@ async fn run(
                             while let Ok(v) = rx.try_recv() {
                                 if v.get(CLOSE_STREAM).is_none() && !send(&v).await { return; }
                             }
-                            let _ = tx.send_timeout(sse_event(None, &jsonrpc::response_bytes(&id, &r)), WRITE_TIMEOUT).await;
+                            let _ = tx.send_timeout(sse_event(None, &core.response_bytes(&id, &r)), WRITE_TIMEOUT).await;
                             metrics.sent("http", 1);
                             return;
                         }
@@ -424,6 +440,7 @@ async fn run(
                 s.events.lock().expect("events").push(stream, "".into());
             }
             let body = attached_body(&s, stream, None, st.retry_ms).unwrap_or_else(Body::empty);
+            let core = st.core.clone();
             let metrics = st.core.metrics.clone();
             tokio::spawn(async move {
                 let push = |s: &Session, v: &Value| {
@@ -449,7 +466,7 @@ async fn run(
                         Some(v) = rx.recv() => handle(&s, v),
                         r = &mut fut => {
                             while let Ok(v) = rx.try_recv() { handle(&s, v); }
-                            let data: Arc<str> = String::from_utf8(jsonrpc::response_bytes(&id, &r).to_vec()).unwrap_or_default().into();
+                            let data: Arc<str> = String::from_utf8(core.response_bytes(&id, &r).to_vec()).unwrap_or_default().into();
                             let mut ev = s.events.lock().expect("events");
                             ev.push(stream, data);
                             ev.finish(stream);
