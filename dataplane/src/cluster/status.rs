@@ -7,6 +7,12 @@
 //! the session count). 404 (the cluster is gone) and 403 (RBAC) back off up to 5 minutes and
 //! are logged once per episode. On a clean shutdown the entry is removed: an apply with an
 //! empty `members` list under the same manager releases it.
+//!
+//! Kubernetes before 1.21 cannot build the server-side-apply schema of a CRD that has
+//! int-or-string fields (kubernetes#90902: "error building openapi models ... anyOf"), and then
+//! treats every list as atomic: each pod's apply would replace the others' entries. On those
+//! servers the entry is written by read-modify-write instead: a merge patch of the whole list
+//! with the read resourceVersion as precondition, retried on conflict.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,10 +61,31 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(f)
 }
 
+/// How this server lets a pod write its own entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Server-side apply of the one entry (list-map semantics).
+    Apply,
+    /// Read, replace the entry, merge-patch the list with a resourceVersion precondition.
+    ReadModifyWrite,
+}
+
+/// Servers before 1.21 lose list-map semantics for CRDs with int-or-string fields.
+pub fn write_mode(major: &str, minor: &str) -> WriteMode {
+    let num = |s: &str| s.trim_end_matches('+').parse::<u32>().unwrap_or(u32::MAX);
+    if num(major) == 1 && num(minor) < 21 {
+        WriteMode::ReadModifyWrite
+    } else {
+        WriteMode::Apply
+    }
+}
+
 struct Target {
     api: Api<ErlmcpCluster>,
     name: String,
+    member: String,
     manager: String,
+    mode: WriteMode,
 }
 
 fn target(node: &ClusterNode, client: kube::Client) -> Option<Target> {
@@ -67,18 +94,69 @@ fn target(node: &ClusterNode, client: kube::Client) -> Option<Target> {
     Some(Target {
         api: Api::namespaced(client, &ns),
         name,
+        member: node.settings.member.clone(),
         manager: field_manager(&node.settings.member),
+        mode: WriteMode::Apply,
     })
 }
 
+/// Ask the server which write mode it needs (Apply when it cannot be told).
+async fn detect_mode(client: &kube::Client) -> WriteMode {
+    match client.apiserver_version().await {
+        Ok(v) => write_mode(&v.major, &v.minor),
+        Err(_) => WriteMode::Apply,
+    }
+}
+
+/// The members list with this member's entry replaced (or removed), sorted by name.
+pub fn replace_entry(
+    mut members: Vec<MemberStatus>,
+    name: &str,
+    m: Option<&MemberStatus>,
+) -> Vec<MemberStatus> {
+    members.retain(|x| x.name != name);
+    members.extend(m.cloned());
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    members
+}
+
 async fn apply(t: &Target, m: Option<&MemberStatus>) -> Result<ErlmcpCluster, kube::Error> {
-    t.api
-        .patch_status(
-            &t.name,
-            &PatchParams::apply(&t.manager).force(),
-            &Patch::Apply(apply_body(m)),
-        )
-        .await
+    if t.mode == WriteMode::Apply {
+        return t
+            .api
+            .patch_status(
+                &t.name,
+                &PatchParams::apply(&t.manager).force(),
+                &Patch::Apply(apply_body(m)),
+            )
+            .await;
+    }
+    let mut attempt = 0;
+    loop {
+        let current = t.api.get_status(&t.name).await?;
+        let members = replace_entry(
+            current.status.map(|s| s.members).unwrap_or_default(),
+            &t.member,
+            m,
+        );
+        let body = json!({
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "status": {"members": members},
+        });
+        let pp = PatchParams {
+            field_manager: Some(t.manager.clone()),
+            ..Default::default()
+        };
+        match t.api.patch_status(&t.name, &pp, &Patch::Merge(&body)).await {
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 8 => {
+                attempt += 1;
+                // Another pod wrote in between: read again.
+                let pause = Duration::from_millis(rand::rng().random_range(10..100));
+                tokio::time::sleep(pause).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Is there a cluster object to report into?
@@ -106,9 +184,16 @@ pub async fn run(node: Arc<ClusterNode>, _state: Shared) {
 
 /// The reporting loop, with a given client.
 pub async fn report(node: Arc<ClusterNode>, client: kube::Client) {
-    let Some(t) = target(&node, client) else {
+    let mode = detect_mode(&client).await;
+    let Some(mut t) = target(&node, client) else {
         return;
     };
+    t.mode = mode;
+    if mode == WriteMode::ReadModifyWrite {
+        tracing::info!(
+            "Kubernetes before 1.21: member status by read-modify-write (kubernetes#90902)"
+        );
+    }
     let mut changes = node.changes();
     let stop = node.stopped();
     tokio::pin!(stop);
@@ -195,7 +280,9 @@ pub async fn remove(node: &ClusterNode) {
     }
     let fut = async {
         let client = kube::Client::try_default().await.ok()?;
-        let t = target(node, client)?;
+        let mode = detect_mode(&client).await;
+        let mut t = target(node, client)?;
+        t.mode = mode;
         apply(&t, None).await.ok()
     };
     match tokio::time::timeout(Duration::from_secs(3), fut).await {
@@ -236,6 +323,92 @@ mod tests {
         ClusterNode::new(s, lc).unwrap()
     }
 
+    type Handle = tower_test::mock::Handle<Request<KubeBody>, Response<KubeBody>>;
+
+    fn respond(send: tower_test::mock::SendResponse<Response<KubeBody>>, code: u16, v: &Value) {
+        send.send_response(
+            Response::builder()
+                .status(code)
+                .body(KubeBody::from(serde_json::to_vec(v).unwrap()))
+                .unwrap(),
+        );
+    }
+
+    /// The first request asks the server's version.
+    async fn answer_version(handle: &mut Handle, minor: &str) {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .expect("a request")
+            .expect("request");
+        assert_eq!(req.uri().path(), "/version");
+        let v = json!({"major": "1", "minor": minor, "gitVersion": format!("v1.{minor}.0"),
+            "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": ""});
+        respond(send, 200, &v);
+    }
+
+    /// Before 1.21: read, replace the own entry, merge-patch with the read resourceVersion as
+    /// precondition; a conflict reads again.
+    #[tokio::test]
+    async fn old_servers_read_modify_write_and_retry_on_conflict() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<KubeBody>, Response<KubeBody>>();
+        let client = kube::Client::new(svc, "prod");
+        let n = node();
+        let task = tokio::spawn(report(n.clone(), client));
+        answer_version(&mut handle, "20").await;
+        for (rv, outcome) in [("7", 409u16), ("8", 200)] {
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(req.method(), http::Method::GET);
+            assert_eq!(
+                req.uri().path(),
+                "/apis/erlmcp.io/v1alpha1/namespaces/prod/erlmcpclusters/mcp/status"
+            );
+            let obj = json!({"apiVersion": "erlmcp.io/v1alpha1", "kind": "ErlmcpCluster",
+                "metadata": {"name": "mcp", "namespace": "prod", "resourceVersion": rv},
+                "spec": {"replicas": 3},
+                "status": {"members": [{"name": "mcp-0", "ready": true, "peers": [], "sessions": 4},
+                                       {"name": "mcp-1", "ready": false, "peers": [], "sessions": 0}]}});
+            respond(send, 200, &obj);
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(req.method(), http::Method::PATCH);
+            assert_eq!(
+                req.headers()["content-type"],
+                "application/merge-patch+json"
+            );
+            assert!(req
+                .uri()
+                .to_string()
+                .contains("fieldManager=erlmcp-member-mcp-1"));
+            let body: Value =
+                serde_json::from_slice(&req.into_body().collect_bytes().await.unwrap()).unwrap();
+            assert_eq!(
+                body["metadata"]["resourceVersion"], rv,
+                "precondition on what was read"
+            );
+            let m = body["status"]["members"].as_array().unwrap();
+            assert_eq!(m.len(), 2, "the other pod's entry is kept: {body}");
+            assert_eq!(m[0]["name"], "mcp-0");
+            assert_eq!(m[0]["sessions"], 4);
+            assert_eq!(m[1]["name"], "mcp-1");
+            assert_eq!(m[1]["ready"], true, "own entry replaced");
+            if outcome == 409 {
+                respond(
+                    send,
+                    409,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"}),
+                );
+            } else {
+                respond(send, 200, &obj);
+            }
+        }
+        let t0 = std::time::Instant::now();
+        while n.expected() != 3 {
+            assert!(t0.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        n.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
+
     /// The exact request: SSA on the status subresource, the pod's own field manager, forced,
     /// one entry keyed by the pod name; and the replicas it learns from the answer.
     #[tokio::test]
@@ -245,6 +418,7 @@ mod tests {
         let n = node();
         n.set_replicas(Some(2));
         let task = tokio::spawn(report(n.clone(), client));
+        answer_version(&mut handle, "33").await;
         let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
             .await
             .expect("a request")
@@ -296,6 +470,7 @@ mod tests {
         let client = kube::Client::new(svc, "prod");
         let n = node();
         let task = tokio::spawn(report(n.clone(), client));
+        answer_version(&mut handle, "33").await;
         let (_, send) = handle.next_request().await.unwrap();
         let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
         send.send_response(
@@ -309,6 +484,28 @@ mod tests {
         assert!(again.is_err(), "retried too soon");
         n.stop();
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
+
+    #[test]
+    fn old_servers_write_by_read_modify_write() {
+        assert_eq!(write_mode("1", "20"), WriteMode::ReadModifyWrite);
+        assert_eq!(write_mode("1", "20+"), WriteMode::ReadModifyWrite);
+        assert_eq!(write_mode("1", "21"), WriteMode::Apply);
+        assert_eq!(write_mode("1", "33"), WriteMode::Apply);
+        assert_eq!(write_mode("1", "weird"), WriteMode::Apply);
+        let e = |n: &str, s: i64| MemberStatus {
+            name: n.into(),
+            sessions: s,
+            ..Default::default()
+        };
+        let got = replace_entry(vec![e("b", 1), e("a", 1), e("c", 1)], "b", Some(&e("b", 9)));
+        assert_eq!(
+            got,
+            vec![e("a", 1), e("b", 9), e("c", 1)],
+            "others kept, own replaced"
+        );
+        let got = replace_entry(got, "a", None);
+        assert_eq!(got, vec![e("b", 9), e("c", 1)], "own entry removed");
     }
 
     #[test]
