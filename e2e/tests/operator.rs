@@ -1,0 +1,904 @@
+//! The operator against a real API server, with pods run by the pod runner: what a user sees
+//! with `kubectl get`, in the status, and over MCP.
+//!
+//! Each test runs its own operator process (watching only the test's namespace, holding its
+//! leader lease there) so tests run side by side without stepping on each other.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use erlmcp_e2e::env::pod_ready;
+use erlmcp_e2e::TestEnv;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Api, ResourceExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SELECTOR: &str = "app.kubernetes.io/name=erlmcp";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Install (or update) the CRD the way users on any server version can: a plain apply without
+/// client-side validation (servers before 1.25 do not know the CEL rules).
+fn install_crd(env: &TestEnv) -> Result<()> {
+    let crd = env.workspace.join("crds/erlmcp.io_erlmcpclusters.yaml");
+    // Tests of one binary run side by side: a concurrent create may win the race.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let applied = env.kubectl(&["apply", "--validate=false", "-f", crd.to_str().unwrap()]);
+        let established = env
+            .kubectl(&[
+                "get",
+                "crd/erlmcpclusters.erlmcp.io",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+            ])
+            .unwrap_or_default();
+        if applied.is_ok() && established.trim() == "True" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("CRD not established: {applied:?} {established:?}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An operator process beside the cluster, like `erlmcp-operator run` on a laptop.
+struct Operator {
+    child: Option<Child>,
+    metrics: SocketAddr,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(env: &TestEnv, ns: &str, name: &str) -> Result<Operator> {
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let log = env.run_dir.join(format!("operator-{ns}-{name}.log"));
+        let child = Command::new(env.bin_dir.join("erlmcp-operator"))
+            .arg("run")
+            .env("KUBECONFIG", &env.kubeconfig)
+            .env("WATCH_NAMESPACES", ns)
+            .env("POD_NAMESPACE", ns)
+            .env("POD_NAME", name)
+            .env("METRICS_ADDR", metrics.to_string())
+            .env("LOG_FORMAT", "text")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting erlmcp-operator")?;
+        Ok(Operator {
+            child: Some(child),
+            metrics,
+            log,
+        })
+    }
+
+    fn signal(&mut self, sig: i32) {
+        if let Some(c) = &self.child {
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// SIGTERM and wait (graceful: releases the lease).
+    fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        self.signal(libc::SIGTERM);
+        let mut c = self.child.take().context("already stopped")?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = c.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                bail!(
+                    "operator did not stop within 15 s of SIGTERM:\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: a crash, mid-whatever.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    async fn metric(&self, name: &str) -> Result<f64> {
+        let (code, body) = http(self.metrics, "GET", "/metrics", &[], None).await?;
+        ensure!(code == 200, "/metrics answered {code}");
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("{name} not in /metrics"))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange (Connection: close): status, headers (lower-case), body.
+async fn http_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<(u16, BTreeMap<String, String>, String)> {
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if body.is_some() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(&payload);
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let text = tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| anyhow!("{method} http://{addr}{path}: timeout"))??;
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let code: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("bad response: {head:?}"))?;
+    let hdrs: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let body = if hdrs
+        .get("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
+        let mut out = String::new();
+        let mut s = rest;
+        while let Some((len, more)) = s.split_once("\r\n") {
+            let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
+                break;
+            };
+            if n == 0 || more.len() < n {
+                break;
+            }
+            out.push_str(&more[..n]);
+            s = more[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        rest.to_string()
+    };
+    Ok((code, hdrs, body))
+}
+
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Result<(u16, String)> {
+    let (c, _, b) = http_full(addr, method, path, headers, body).await?;
+    Ok((c, b))
+}
+
+/// The JSON-RPC message of a response body, JSON or SSE.
+fn rpc_message(body: &str) -> Result<Value> {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        return Ok(v);
+    }
+    for line in body.lines() {
+        if let Some(data) = line.strip_prefix("data:") {
+            if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                if v.get("id").is_some() {
+                    return Ok(v);
+                }
+            }
+        }
+    }
+    bail!("no JSON-RPC response in {body:?}")
+}
+
+/// A session-revision MCP client: initialize on one pod, then talk to any pod.
+async fn mcp_initialize(addr: SocketAddr) -> Result<String> {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "e2e", "version": "1"}}});
+    let (code, hdrs, body) = http_full(
+        addr,
+        "POST",
+        "/mcp",
+        &[("Accept", "application/json, text/event-stream")],
+        Some(&init),
+    )
+    .await?;
+    ensure!(code == 200, "initialize answered {code}: {body}");
+    let msg = rpc_message(&body)?;
+    ensure!(msg["result"]["protocolVersion"] == "2025-11-25", "{msg}");
+    let session = hdrs
+        .get("mcp-session-id")
+        .cloned()
+        .context("no Mcp-Session-Id")?;
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (code, _, _) = http_full(
+        addr,
+        "POST",
+        "/mcp",
+        &[
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", &session),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+        Some(&note),
+    )
+    .await?;
+    ensure!(code == 202, "notifications/initialized answered {code}");
+    Ok(session)
+}
+
+async fn mcp_echo(addr: SocketAddr, session: &str, id: u64, message: &str) -> Result<Value> {
+    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                      "params": {"name": "echo", "arguments": {"message": message}}});
+    let (code, _, body) = http_full(
+        addr,
+        "POST",
+        "/mcp",
+        &[
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", session),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+        Some(&call),
+    )
+    .await?;
+    ensure!(code == 200, "tools/call on {addr} answered {code}: {body}");
+    let msg = rpc_message(&body)?;
+    ensure!(msg["id"] == id, "{msg}");
+    Ok(msg["result"].clone())
+}
+
+fn clusters(env: &TestEnv, ns: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("erlmcp.io", "v1alpha1", "ErlmcpCluster"),
+        "erlmcpclusters",
+    );
+    Api::namespaced_with(env.client(), ns, &ar)
+}
+
+async fn cluster_obj(env: &TestEnv, ns: &str, name: &str) -> Result<Value> {
+    Ok(serde_json::to_value(clusters(env, ns).get(name).await?)?)
+}
+
+fn condition<'a>(c: &'a Value, t: &str) -> Option<&'a Value> {
+    c["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|x| x["type"] == t)
+}
+
+fn is_true(c: &Value, t: &str) -> bool {
+    condition(c, t).is_some_and(|x| x["status"] == "True")
+}
+
+/// Wait until the cluster is Ready for its current generation with `n` ready replicas.
+async fn wait_ready(
+    env: &TestEnv,
+    ns: &str,
+    name: &str,
+    n: i64,
+    timeout: Duration,
+) -> Result<Value> {
+    env.wait_for(
+        &format!("erlmcpcluster/{name} Ready with {n} pods"),
+        timeout,
+        Some(ns),
+        || async {
+            let c = cluster_obj(env, ns, name).await?;
+            let fresh = c["status"]["observedGeneration"] == c["metadata"]["generation"];
+            Ok((fresh && is_true(&c, "Ready") && c["status"]["readyReplicas"] == n).then_some(c))
+        },
+    )
+    .await
+}
+
+fn pod_addr(p: &Pod, port: u16) -> SocketAddr {
+    let ip = p
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod IP");
+    format!("{ip}:{port}").parse().unwrap()
+}
+
+async fn pods(env: &TestEnv, ns: &str) -> Result<Vec<Pod>> {
+    let mut list = Api::<Pod>::namespaced(env.client(), ns)
+        .list(&ListParams::default().labels(SELECTOR))
+        .await?
+        .items;
+    list.sort_by_key(|p| p.name_any());
+    Ok(list)
+}
+
+fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["uid"] == uid && r["controller"] == true && r["kind"] == "ErlmcpCluster")
+        })
+}
+
+/// The (kind, name) children of a cluster that exist now, as kubectl sees them.
+fn children(env: &TestEnv, ns: &str, instance: &str) -> Result<Vec<Value>> {
+    let out = env.kubectl(&[
+        "-n",
+        ns,
+        "get",
+        "statefulsets,services,configmaps,secrets,serviceaccounts,roles,rolebindings,poddisruptionbudgets,horizontalpodautoscalers,networkpolicies",
+        "-l",
+        &format!("app.kubernetes.io/managed-by=erlmcp-operator,app.kubernetes.io/instance={instance}"),
+        "-o",
+        "json",
+    ])?;
+    let v: Value = serde_json::from_str(&out)?;
+    Ok(v["items"].as_array().cloned().unwrap_or_default())
+}
+
+fn kinds(objs: &[Value]) -> BTreeSet<String> {
+    objs.iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or(""),
+                o["metadata"]["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+/// A 3-pod cluster: children with owner references, Ready with three members that see each
+/// other, the columns users read, MCP across pods; scale to 5 and back to 2 through the scale
+/// subresource; a config change rolls the pods one at a time; a killed pod shows as Degraded
+/// and recovers; deleting the cluster removes everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_lifecycle() -> Result<()> {
+    let env = TestEnv::get();
+    install_crd(env)?;
+    let ns = env.namespace("life").await?;
+    let ns = ns.name.clone();
+    let _op = Operator::start(env, &ns, "op-life")?;
+
+    let sample = std::fs::read_to_string(env.workspace.join("config/samples/basic.yaml"))?;
+    env.apply(&ns, &sample).await?;
+    let c = wait_ready(env, &ns, "basic", 3, Duration::from_secs(180)).await?;
+    let uid = c["metadata"]["uid"].as_str().unwrap().to_string();
+
+    // Every child exists and is owned by the cluster (controller reference).
+    let objs = children(env, &ns, "basic")?;
+    let have = kinds(&objs);
+    for want in [
+        "StatefulSet/basic",
+        "Service/basic",
+        "Service/basic-headless",
+        "ConfigMap/basic-config",
+        "Secret/basic-cookie",
+        "ServiceAccount/basic-dataplane",
+        "Role/basic-dataplane",
+        "RoleBinding/basic-dataplane",
+        "PodDisruptionBudget/basic",
+        "NetworkPolicy/basic",
+    ] {
+        ensure!(have.contains(want), "{want} missing; have {have:?}");
+    }
+    for o in &objs {
+        ensure!(
+            owned_by(o, &uid),
+            "{} {} not owned by the cluster",
+            o["kind"],
+            o["metadata"]["name"]
+        );
+    }
+
+    // Three members, written by the pods themselves, each seeing the other two.
+    let members = c["status"]["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: BTreeSet<&str> = members.iter().filter_map(|m| m["name"].as_str()).collect();
+    ensure!(
+        names == BTreeSet::from(["basic-0", "basic-1", "basic-2"]),
+        "members: {members:?}"
+    );
+    for m in &members {
+        let peers = m["peers"].as_array().map(|p| p.len()).unwrap_or(0);
+        ensure!(m["ready"] == true && peers == 2, "member {m}");
+    }
+    ensure!(
+        is_true(&c, "ClusterHealthy") && is_true(&c, "Available"),
+        "{}",
+        c["status"]
+    );
+    ensure!(
+        c["status"]["health"] == "Healthy" && c["status"]["phase"] == "Running",
+        "{}",
+        c["status"]
+    );
+
+    // What `kubectl get erlmcpclusters` shows.
+    let table = env.kubectl(&["-n", &ns, "get", "erlmcpclusters"])?;
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    ensure!(
+        header == ["NAME", "REPLICAS", "READY", "PHASE", "HEALTH", "VERSION", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    ensure!(
+        row[..5] == ["basic", "3", "3", "Running", "Healthy"],
+        "{table}"
+    );
+    ensure!(
+        row[5] == env!("CARGO_PKG_VERSION"),
+        "version column: {table}"
+    );
+    // The short name works too.
+    ensure!(
+        env.kubectl(&["-n", &ns, "get", "emc", "basic", "-o", "name"])?
+            .trim()
+            == "erlmcpcluster.erlmcp.io/basic"
+    );
+
+    // MCP: initialise on one pod, call echo there and on the other pods (forwarded to the owner).
+    let ps = pods(env, &ns).await?;
+    let session = mcp_initialize(pod_addr(&ps[0], 8080)).await?;
+    for (i, p) in ps.iter().enumerate() {
+        let r = mcp_echo(pod_addr(p, 8080), &session, 10 + i as u64, "hello from e2e").await?;
+        ensure!(
+            r["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("hello from e2e")),
+            "echo via {}: {r}",
+            p.name_any()
+        );
+    }
+
+    // Scale through the scale subresource, as users and HPAs do.
+    env.kubectl(&["-n", &ns, "scale", "erlmcpcluster/basic", "--replicas=5"])?;
+    let c = wait_ready(env, &ns, "basic", 5, Duration::from_secs(180)).await?;
+    ensure!(
+        c["status"]["members"].as_array().map(Vec::len) == Some(5),
+        "{}",
+        c["status"]["members"]
+    );
+    let scale = env.kubectl(&[
+        "-n",
+        &ns,
+        "get",
+        "--raw",
+        &format!("/apis/erlmcp.io/v1alpha1/namespaces/{ns}/erlmcpclusters/basic/scale"),
+    ])?;
+    let scale: Value = serde_json::from_str(&scale)?;
+    ensure!(
+        scale["spec"]["replicas"] == 5 && scale["status"]["replicas"] == 5,
+        "{scale}"
+    );
+    ensure!(
+        scale["status"]["selector"]
+            == "app.kubernetes.io/instance=basic,app.kubernetes.io/name=erlmcp",
+        "{scale}"
+    );
+    env.kubectl(&["-n", &ns, "scale", "erlmcpcluster/basic", "--replicas=2"])?;
+    wait_ready(env, &ns, "basic", 2, Duration::from_secs(180)).await?;
+    env.wait_for(
+        "3 pods gone after scale-down",
+        Duration::from_secs(60),
+        Some(&ns),
+        || async { Ok((pods(env, &ns).await?.len() == 2).then_some(())) },
+    )
+    .await?;
+    // Departed members take their entries with them (or go stale): health is computed on the two.
+    let c = cluster_obj(env, &ns, "basic").await?;
+    ensure!(c["status"]["health"] == "Healthy", "{}", c["status"]);
+
+    // A config change rolls the pods, one at a time, and the status shows it.
+    let before: BTreeMap<String, String> = pods(env, &ns)
+        .await?
+        .iter()
+        .map(|p| (p.name_any(), p.uid().unwrap()))
+        .collect();
+    let clusters_api = clusters(env, &ns);
+    clusters_api
+        .patch("basic", &PatchParams::apply("e2e-user").force(), &Patch::Apply(json!({
+            "apiVersion": "erlmcp.io/v1alpha1", "kind": "ErlmcpCluster", "metadata": {"name": "basic"},
+            "spec": {"logging": {"level": "debug"}}})))
+        .await?;
+    let mut saw_progressing = false;
+    let mut max_down = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let c = cluster_obj(env, &ns, "basic").await?;
+        if is_true(&c, "Progressing")
+            && condition(&c, "Progressing").unwrap()["reason"] == "RollingUpdate"
+        {
+            saw_progressing = true;
+        }
+        let now = pods(env, &ns).await?;
+        let down = 2 - now
+            .iter()
+            .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
+            .count()
+            .min(2);
+        max_down = max_down.max(down);
+        let replaced = now
+            .iter()
+            .all(|p| before.get(&p.name_any()) != p.uid().as_ref());
+        if replaced
+            && now.len() == 2
+            && is_true(&c, "Ready")
+            && c["status"]["observedGeneration"] == c["metadata"]["generation"]
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "rollout did not finish: {}\n{}",
+            c["status"],
+            env.dump(Some(&ns))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ensure!(
+        saw_progressing,
+        "Progressing=True (RollingUpdate) never observed"
+    );
+    ensure!(
+        max_down <= 1,
+        "{max_down} pods were down at once: the rollout was not one at a time"
+    );
+    let cm = env.kubectl(&[
+        "-n",
+        &ns,
+        "get",
+        "configmap",
+        "basic-config",
+        "-o",
+        "jsonpath={.data.erlmcp\\.yaml}",
+    ])?;
+    ensure!(cm.contains("level: debug"), "{cm}");
+
+    // A pod dies: the cluster reports Degraded, then recovers by itself.
+    let victim = pods(env, &ns).await?.remove(0);
+    Api::<Pod>::namespaced(env.client(), &ns)
+        .delete(
+            &victim.name_any(),
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await?;
+    env.wait_for(
+        "Degraded or not Ready after a pod died",
+        Duration::from_secs(60),
+        Some(&ns),
+        || async {
+            let c = cluster_obj(env, &ns, "basic").await?;
+            Ok((!is_true(&c, "Ready") || is_true(&c, "Degraded")).then_some(()))
+        },
+    )
+    .await?;
+    wait_ready(env, &ns, "basic", 2, Duration::from_secs(120)).await?;
+
+    // Deleting the cluster garbage-collects every child.
+    clusters_api
+        .delete("basic", &DeleteParams::background())
+        .await?;
+    env.wait_for(
+        "children garbage-collected",
+        Duration::from_secs(120),
+        Some(&ns),
+        || async {
+            let left = children(env, &ns, "basic")?;
+            let pods_left = pods(env, &ns).await?.len();
+            Ok((left.is_empty() && pods_left == 0).then_some(()))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// An HPA targets the cluster's scale subresource and can read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpa_targets_the_scale_subresource() -> Result<()> {
+    let env = TestEnv::get();
+    install_crd(env)?;
+    let ns = env.namespace("hpa").await?;
+    let ns = ns.name.clone();
+    let _op = Operator::start(env, &ns, "op-hpa")?;
+    let sample = std::fs::read_to_string(env.workspace.join("config/samples/autoscaling.yaml"))?;
+    env.apply(&ns, &sample).await?;
+    let hpa = env
+        .wait_for(
+            "HPA able to scale",
+            Duration::from_secs(120),
+            Some(&ns),
+            || async {
+                let out = env.kubectl(&["-n", &ns, "get", "hpa", "autoscaled", "-o", "json"]);
+                let Ok(out) = out else { return Ok(None) };
+                let v: Value = serde_json::from_str(&out)?;
+                // autoscaling/v2beta2 (1.20) and v2 both carry status.conditions.
+                let able = v["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "AbleToScale" && c["status"] == "True")
+                });
+                Ok(able.then_some(v))
+            },
+        )
+        .await?;
+    ensure!(
+        hpa["spec"]["scaleTargetRef"]["kind"] == "ErlmcpCluster",
+        "{}",
+        hpa["spec"]
+    );
+    ensure!(
+        hpa["spec"]["minReplicas"] == 2 && hpa["spec"]["maxReplicas"] == 10,
+        "{}",
+        hpa["spec"]
+    );
+    Ok(())
+}
+
+/// An invalid spec is refused: by the API server where it can (schema; CEL on 1.25+), else by
+/// the operator as a condition, and nothing is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_specs_are_refused_and_nothing_is_applied() -> Result<()> {
+    let env = TestEnv::get();
+    install_crd(env)?;
+    let ns = env.namespace("invalid").await?;
+    let ns = ns.name.clone();
+    let _op = Operator::start(env, &ns, "op-invalid")?;
+
+    // Schema: every server enforces minimum/enum-like rules.
+    let err = env
+        .apply(&ns, "apiVersion: erlmcp.io/v1alpha1\nkind: ErlmcpCluster\nmetadata: {name: negative}\nspec: {replicas: -1}\n")
+        .await
+        .expect_err("replicas -1 must be refused");
+    ensure!(format!("{err:#}").contains("spec.replicas"), "{err:#}");
+
+    // Cross-field rule: CEL on new servers, the operator's own validation on old ones.
+    let bad = "apiVersion: erlmcp.io/v1alpha1\nkind: ErlmcpCluster\nmetadata: {name: crossed}\nspec:\n  autoscaling: {minReplicas: 5, maxReplicas: 2, targetCPUUtilizationPercentage: 50}\n";
+    match env.apply(&ns, bad).await {
+        Err(e) => ensure!(
+            format!("{e:#}").contains("minReplicas must not exceed maxReplicas"),
+            "{e:#}"
+        ),
+        Ok(_) => {
+            let c = env
+                .wait_for(
+                    "InvalidSpec condition",
+                    Duration::from_secs(60),
+                    Some(&ns),
+                    || async {
+                        let c = cluster_obj(env, &ns, "crossed").await?;
+                        Ok(condition(&c, "ReconcileSuccess")
+                            .filter(|r| r["reason"] == "InvalidSpec")
+                            .map(|_| c.clone()))
+                    },
+                )
+                .await?;
+            let msg = condition(&c, "ReconcileSuccess").unwrap()["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            ensure!(msg.contains("spec.autoscaling.minReplicas"), "{msg}");
+            ensure!(c["status"]["phase"] == "Failed", "{}", c["status"]);
+            ensure!(
+                children(env, &ns, "crossed")?.is_empty(),
+                "objects were applied for an invalid spec"
+            );
+            let events = env.kubectl(&[
+                "-n",
+                &ns,
+                "get",
+                "events",
+                "--field-selector",
+                "reason=InvalidSpec",
+                "-o",
+                "name",
+            ])?;
+            ensure!(!events.trim().is_empty(), "no InvalidSpec event");
+        }
+    }
+    Ok(())
+}
+
+/// The operator killed mid-reconcile converges when it comes back; with two replicas exactly one
+/// leads, and the other takes over when the leader dies; a clean stop releases the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_restart_and_leader_failover() -> Result<()> {
+    let env = TestEnv::get();
+    install_crd(env)?;
+    let ns = env.namespace("leader").await?;
+    let ns = ns.name.clone();
+    let mut a = Operator::start(env, &ns, "op-a")?;
+    let mut b = Operator::start(env, &ns, "op-b")?;
+    let leases: Api<Lease> = Api::namespaced(env.client(), &ns);
+    let holder = || async {
+        let l = leases.get_opt("erlmcp-operator-leader").await?;
+        anyhow::Ok(
+            l.and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+                .unwrap_or_default(),
+        )
+    };
+    let first = env
+        .wait_for("a leader", Duration::from_secs(60), Some(&ns), || async {
+            let h = holder().await?;
+            Ok((!h.is_empty()).then_some(h))
+        })
+        .await?;
+    // Exactly one reports itself leader.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (la, lb) = (
+        a.metric("erlmcp_operator_leader").await?,
+        b.metric("erlmcp_operator_leader").await?,
+    );
+    ensure!(
+        la + lb == 1.0,
+        "leader gauges {la} and {lb} (lease held by {first})"
+    );
+    let (leader, follower) = if la == 1.0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    // The follower stays ready.
+    let (code, _) = http(follower.metrics, "GET", "/readyz", &[], None).await?;
+    ensure!(code == 200, "follower /readyz answered {code}");
+
+    // Apply a cluster and kill the leader while it reconciles.
+    env.apply(&ns, "apiVersion: erlmcp.io/v1alpha1\nkind: ErlmcpCluster\nmetadata: {name: ha}\nspec: {replicas: 2}\n").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    leader.kill();
+    // The follower takes over (after the lease expires) and converges.
+    wait_ready(env, &ns, "ha", 2, Duration::from_secs(180)).await?;
+    ensure!(
+        follower.metric("erlmcp_operator_leader").await? == 1.0,
+        "follower did not take over:\n{}",
+        follower.log_tail()
+    );
+
+    // A restarted operator converges a change it did not see being made.
+    follower.kill();
+    clusters(env, &ns)
+        .patch("ha", &PatchParams::apply("e2e-user").force(), &Patch::Apply(json!({
+            "apiVersion": "erlmcp.io/v1alpha1", "kind": "ErlmcpCluster", "metadata": {"name": "ha"}, "spec": {"replicas": 3}})))
+        .await?;
+    let mut c = Operator::start(env, &ns, "op-c")?;
+    wait_ready(env, &ns, "ha", 3, Duration::from_secs(180)).await?;
+
+    // A clean stop releases the lease at once.
+    let st = c.stop()?;
+    ensure!(st.success(), "operator exit {st}:\n{}", c.log_tail());
+    let h = holder().await?;
+    ensure!(h.is_empty(), "lease still held by {h:?} after a clean stop");
+    let sts: Api<StatefulSet> = Api::namespaced(env.client(), &ns);
+    ensure!(sts.get("ha").await?.spec.and_then(|s| s.replicas) == Some(3));
+    Ok(())
+}
+
+/// Every sample is accepted and reconciled: each gets its StatefulSet and a truthful
+/// ReconcileSuccess condition (samples that need what this cluster lacks say so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_is_applied() -> Result<()> {
+    let env = TestEnv::get();
+    install_crd(env)?;
+    let ns = env.namespace("samples").await?;
+    let ns = ns.name.clone();
+    let _op = Operator::start(env, &ns, "op-samples")?;
+    let dir = env.workspace.join("config/samples");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let applied = env
+            .apply(&ns, &text)
+            .await
+            .with_context(|| path.display().to_string())?;
+        names.extend(applied.iter().map(|o| o.name_any()));
+    }
+    ensure!(names.len() >= 5, "samples: {names:?}");
+    for name in &names {
+        let c = env
+            .wait_for(
+                &format!("{name} reconciled"),
+                Duration::from_secs(90),
+                Some(&ns),
+                || async {
+                    let c = cluster_obj(env, &ns, name).await?;
+                    Ok(condition(&c, "ReconcileSuccess").is_some().then_some(c))
+                },
+            )
+            .await?;
+        let rs = condition(&c, "ReconcileSuccess").unwrap().clone();
+        // Only a missing cert-manager or a Secret the sample expects the user to create may
+        // keep a sample from reconciling cleanly.
+        let ok = rs["status"] == "True" || rs["reason"] == "SecretNotFound";
+        ensure!(ok, "{name}: {rs}");
+        let sts = env.kubectl(&[
+            "-n",
+            &ns,
+            "get",
+            "statefulset",
+            name,
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])?;
+        let want = c["spec"]["replicas"].as_i64().unwrap_or(-1);
+        ensure!(
+            sts.trim().parse::<i64>().ok() == Some(want),
+            "{name}: StatefulSet replicas {sts}, spec {want}"
+        );
+    }
+    Ok(())
+}
