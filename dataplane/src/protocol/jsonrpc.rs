@@ -268,7 +268,7 @@ pub fn result_bytes(id: &Id, result: &Value) -> Bytes {
 /// `result_bytes` with pre-serialised object members (`"k":v,...`) appended to the result,
 /// which must be a JSON object.
 pub fn result_bytes_with(id: &Id, result: &Value, members: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(192 + members.len());
+    let mut out = Vec::with_capacity(256 + members.len());
     let ok = serde_json::to_writer(
         &mut out,
         &ResultOut {
