@@ -24,3 +24,9 @@ bash dataplane/tests/conformance.sh
 
 step "official MCP Python SDK as a client"
 bash dataplane/tests/sdk_client.sh
+
+step "end-to-end suites: a real API server (KUBECONFIG, else the local control plane), pods run by the pod runner"
+cargo test -p erlmcp-e2e
+
+step "Helm chart: install on a real control plane, a sample becomes Ready, uninstall leaves nothing"
+bash charts/erlmcp-operator/tests/install.sh

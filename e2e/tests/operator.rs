@@ -677,7 +677,9 @@ async fn hpa_targets_the_scale_subresource() -> Result<()> {
     let hpa = env
         .wait_for(
             "HPA able to scale",
-            Duration::from_secs(120),
+            // The controller manager's REST mapper learns new CRDs only on its periodic reset,
+            // and the HPA controller backs off after "no matches for kind": minutes, not seconds.
+            Duration::from_secs(300),
             Some(&ns),
             || async {
                 let out = env.kubectl(&["-n", &ns, "get", "hpa", "autoscaled", "-o", "json"]);

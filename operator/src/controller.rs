@@ -229,6 +229,8 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 break;
             }
         }
+        // Every receiver must be gone for the lease manager to release the lease.
+        drop(is_leader);
         leadership.release(Duration::from_secs(5)).await;
     }
     let _ = server.await;
