@@ -93,19 +93,25 @@ async fn mutual_tls_admits_the_cluster_ca_only() {
     }
     start_all(&mut nodes).await;
     converge(&[&nodes[0], &nodes[1]], 2, Duration::from_secs(20)).await;
-    eventually("bad certificate refused", Duration::from_secs(10), || async {
-        nodes[0]
-            .metric("erlmcp_cluster_peer_auth_failures_total")
-            .await
-            .unwrap_or(0.0)
-            >= 1.0
-    })
+    eventually(
+        "bad certificate refused",
+        Duration::from_secs(10),
+        || async {
+            nodes[0]
+                .metric("erlmcp_cluster_peer_auth_failures_total")
+                .await
+                .unwrap_or(0.0)
+                >= 1.0
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(nodes[0].peers_up().await, vec!["erlmcp@n2".to_string()]);
     assert_eq!(nodes[2].cluster_nodes().await, Some(1));
     // Sessions still route between the TLS peers.
     let sid = initialize(nodes[0].mcp()).await.unwrap();
-    let r = echo_legacy(nodes[1].mcp(), &sid, 1, "over mTLS").await.unwrap();
+    let r = echo_legacy(nodes[1].mcp(), &sid, 1, "over mTLS")
+        .await
+        .unwrap();
     assert_eq!(result_text(&r.json()).as_deref(), Some("over mTLS"));
 }
