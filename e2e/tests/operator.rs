@@ -682,14 +682,29 @@ async fn hpa_targets_the_scale_subresource() -> Result<()> {
             Duration::from_secs(300),
             Some(&ns),
             || async {
-                let out = env.kubectl(&["-n", &ns, "get", "hpa", "autoscaled", "-o", "json"]);
-                let Ok(out) = out else { return Ok(None) };
+                // Read as autoscaling/v1, served everywhere: its conditions live in an
+                // annotation (on 1.20, where HPAs are stored as v1, the v2beta2 view can miss
+                // them); v2 servers also show them in status.conditions.
+                let path = format!(
+                    "/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers/autoscaled"
+                );
+                let Ok(out) = env.kubectl(&["get", "--raw", &path]) else {
+                    return Ok(None);
+                };
                 let v: Value = serde_json::from_str(&out)?;
-                // autoscaling/v2beta2 (1.20) and v2 both carry status.conditions.
-                let able = v["status"]["conditions"].as_array().is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "AbleToScale" && c["status"] == "True")
-                });
+                let able_in = |cs: Option<Vec<Value>>| {
+                    cs.is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "AbleToScale" && c["status"] == "True")
+                    })
+                };
+                let annotation = v["metadata"]["annotations"]
+                    ["autoscaling.alpha.kubernetes.io/conditions"]
+                    .as_str()
+                    .and_then(|a| serde_json::from_str::<Value>(a).ok())
+                    .and_then(|a| a.as_array().cloned());
+                let able =
+                    able_in(annotation) || able_in(v["status"]["conditions"].as_array().cloned());
                 Ok(able.then_some(v))
             },
         )
@@ -698,6 +713,11 @@ async fn hpa_targets_the_scale_subresource() -> Result<()> {
         hpa["spec"]["scaleTargetRef"]["kind"] == "ErlmcpCluster",
         "{}",
         hpa["spec"]
+    );
+    ensure!(
+        hpa["status"]["currentReplicas"] == 2,
+        "the HPA read the current size from the scale subresource: {}",
+        hpa["status"]
     );
     ensure!(
         hpa["spec"]["minReplicas"] == 2 && hpa["spec"]["maxReplicas"] == 10,

@@ -128,14 +128,17 @@ pub struct Owned {
 
 impl Owned {
     /// Whether `after` (the object as applied) differs in what we manage: the generation moves
-    /// on spec changes; kinds without one count a new resourceVersion, except those that others
-    /// write to routinely (a ServiceAccount gets token Secrets added).
+    /// on spec changes. Without one, a new resourceVersion counts only for kinds nobody else
+    /// writes (others routinely touch a ServiceAccount's token list, or the status of an HPA
+    /// stored as autoscaling/v1 on old servers, which has no generation).
     pub fn changed_by(&self, after: &DynamicObject) -> bool {
         match (self.generation, after.metadata.generation) {
             (Some(a), Some(b)) => a != b,
             _ => {
-                self.kind != "ServiceAccount"
-                    && self.resource_version != after.metadata.resource_version
+                matches!(
+                    self.kind.as_str(),
+                    "ConfigMap" | "Secret" | "Role" | "RoleBinding" | "Service"
+                ) && self.resource_version != after.metadata.resource_version
             }
         }
     }
