@@ -529,6 +529,21 @@ mod tests {
         }
     }
 
+    fn observe(
+        c: &ErlmcpCluster,
+        statefulset: Option<&StatefulSet>,
+        outcome: &Outcome,
+        at: DateTime<Utc>,
+    ) -> ErlmcpClusterStatus {
+        compute(&Observed {
+            cluster: c,
+            statefulset,
+            outcome,
+            skipped: &[],
+            now: at,
+        })
+    }
+
     fn get<'a>(s: &'a ErlmcpClusterStatus, t: &str) -> &'a Condition {
         s.conditions.iter().find(|c| c.type_ == t).unwrap()
     }
@@ -545,13 +560,7 @@ mod tests {
     fn all_ready_and_connected() {
         let c = cluster(3, three_connected());
         let s = sts(3, 3, 3, true);
-        let st = compute(&Observed {
-            cluster: &c,
-            statefulset: Some(&s),
-            outcome: &Outcome::Applied,
-            skipped: &[],
-            now: now(),
-        });
+        let st = observe(&c, Some(&s), &Outcome::Applied, now());
         assert_eq!(st.phase.as_deref(), Some("Running"));
         assert_eq!(st.health.as_deref(), Some("Healthy"));
         assert_eq!(get(&st, "Ready").status, "True");
@@ -577,13 +586,7 @@ mod tests {
     fn rolling_update_is_progressing_with_counts() {
         let c = cluster(3, three_connected());
         let s = sts(3, 2, 1, false);
-        let st = compute(&Observed {
-            cluster: &c,
-            statefulset: Some(&s),
-            outcome: &Outcome::Applied,
-            skipped: &[],
-            now: now(),
-        });
+        let st = observe(&c, Some(&s), &Outcome::Applied, now());
         assert_eq!(st.phase.as_deref(), Some("Updating"));
         let p = get(&st, "Progressing");
         assert_eq!(
@@ -608,13 +611,7 @@ mod tests {
         members[1].peers = vec!["mcp-0".into()];
         let c = cluster(3, members);
         let s = sts(3, 2, 3, true);
-        let st = compute(&Observed {
-            cluster: &c,
-            statefulset: Some(&s),
-            outcome: &Outcome::Applied,
-            skipped: &[],
-            now: now(),
-        });
+        let st = observe(&c, Some(&s), &Outcome::Applied, now());
         assert_eq!(st.health.as_deref(), Some("Degraded"));
         let h = get(&st, "ClusterHealthy");
         assert_eq!(
@@ -642,13 +639,7 @@ mod tests {
         );
         let c = cluster(3, members);
         let s = sts(3, 3, 3, true);
-        let st = compute(&Observed {
-            cluster: &c,
-            statefulset: Some(&s),
-            outcome: &Outcome::Applied,
-            skipped: &[],
-            now: now(),
-        });
+        let st = observe(&c, Some(&s), &Outcome::Applied, now());
         let ch = get(&st, "ClusterHealthy");
         assert_eq!(ch.reason, "Partitioned");
         assert!(
@@ -666,13 +657,7 @@ mod tests {
         let mut c = cluster(3, vec![]);
         c.status.as_mut().unwrap().phase = None;
         let s = sts(3, 1, 3, true);
-        let st = compute(&Observed {
-            cluster: &c,
-            statefulset: Some(&s),
-            outcome: &Outcome::Applied,
-            skipped: &[],
-            now: now(),
-        });
+        let st = observe(&c, Some(&s), &Outcome::Applied, now());
         assert_eq!(st.phase.as_deref(), Some("Creating"));
         let p = get(&st, "Progressing");
         assert_eq!(
@@ -682,13 +667,7 @@ mod tests {
         assert_eq!(get(&st, "Degraded").status, "False");
         // Once it has run, losing a pod is degraded.
         c.status.as_mut().unwrap().phase = Some("Running".into());
-        let st = compute(&Observed {
-            cluster: &c,
-            statefulset: Some(&s),
-            outcome: &Outcome::Applied,
-            skipped: &[],
-            now: now(),
-        });
+        let st = observe(&c, Some(&s), &Outcome::Applied, now());
         assert_eq!(st.phase.as_deref(), Some("Degraded"));
         assert_eq!(get(&st, "Degraded").reason, "PodsNotReady");
     }
@@ -697,13 +676,7 @@ mod tests {
     fn scaled_to_zero() {
         let c = cluster(0, vec![member("mcp-0", &[], 500)]);
         let s = sts(0, 0, 0, true);
-        let st = compute(&Observed {
-            cluster: &c,
-            statefulset: Some(&s),
-            outcome: &Outcome::Applied,
-            skipped: &[],
-            now: now(),
-        });
+        let st = observe(&c, Some(&s), &Outcome::Applied, now());
         assert_eq!(st.health.as_deref(), Some("Idle"));
         assert_eq!(get(&st, "Ready").status, "True");
         assert_eq!(get(&st, "Available").reason, "ScaledToZero");
@@ -717,13 +690,7 @@ mod tests {
             path: "spec.replicas".into(),
             message: "must be 0 or more".into(),
         }];
-        let st = compute(&Observed {
-            cluster: &c,
-            statefulset: None,
-            outcome: &Outcome::Invalid(errs),
-            skipped: &[],
-            now: now(),
-        });
+        let st = observe(&c, None, &Outcome::Invalid(errs), now());
         let r = get(&st, "ReconcileSuccess");
         assert_eq!(
             (r.status.as_str(), r.reason.as_str()),
@@ -731,13 +698,7 @@ mod tests {
         );
         assert_eq!(r.message, "spec.replicas: must be 0 or more");
         assert_eq!(st.phase.as_deref(), Some("Failed"));
-        let st = compute(&Observed {
-            cluster: &c,
-            statefulset: None,
-            outcome: &Outcome::Paused,
-            skipped: &[],
-            now: now(),
-        });
+        let st = observe(&c, None, &Outcome::Paused, now());
         assert_eq!(st.phase.as_deref(), Some("Paused"));
         assert_eq!(get(&st, "ReconcileSuccess").reason, "Paused");
     }
@@ -746,13 +707,7 @@ mod tests {
     fn transition_times_move_only_on_flips() {
         let mut c = cluster(3, three_connected());
         let s = sts(3, 3, 3, true);
-        let first = compute(&Observed {
-            cluster: &c,
-            statefulset: Some(&s),
-            outcome: &Outcome::Applied,
-            skipped: &[],
-            now: now(),
-        });
+        let first = observe(&c, Some(&s), &Outcome::Applied, now());
         c.status.as_mut().unwrap().conditions = first.conditions.clone();
         let later = now() + Duration::seconds(60);
         let mut members = three_connected();
@@ -761,26 +716,14 @@ mod tests {
         }
         c.status.as_mut().unwrap().members = members;
         // Same state a minute later: no transition moves.
-        let same = compute(&Observed {
-            cluster: &c,
-            statefulset: Some(&s),
-            outcome: &Outcome::Applied,
-            skipped: &[],
-            now: later,
-        });
+        let same = observe(&c, Some(&s), &Outcome::Applied, later);
         assert_eq!(
             get(&same, "Ready").last_transition_time,
             get(&first, "Ready").last_transition_time
         );
         // One pod not ready: Ready flips and its time moves; ReconcileSuccess keeps its time.
         let s2 = sts(3, 2, 3, true);
-        let flipped = compute(&Observed {
-            cluster: &c,
-            statefulset: Some(&s2),
-            outcome: &Outcome::Applied,
-            skipped: &[],
-            now: later,
-        });
+        let flipped = observe(&c, Some(&s2), &Outcome::Applied, later);
         assert_eq!(get(&flipped, "Ready").status, "False");
         assert_ne!(
             get(&flipped, "Ready").last_transition_time,

@@ -233,6 +233,17 @@ fn applies(seen: &[Seen]) -> Vec<&Seen> {
         .collect()
 }
 
+/// The ReconcileSuccess condition of a status write.
+fn reconcile_condition(status_write: &Seen) -> Value {
+    status_write.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "ReconcileSuccess")
+        .unwrap()
+        .clone()
+}
+
 fn reasons(ctx: &Context) -> Vec<String> {
     ctx.recorded_events()
         .into_iter()
@@ -346,12 +357,7 @@ async fn first_reconcile_sends_exactly_these_requests() {
         "app.kubernetes.io/instance=mcp,app.kubernetes.io/name=erlmcp"
     );
     assert_eq!(status.body["status"]["observedGeneration"], 1);
-    let conds = status.body["status"]["conditions"].as_array().unwrap();
-    let reconciled = conds
-        .iter()
-        .find(|c| c["type"] == "ReconcileSuccess")
-        .unwrap();
-    assert_eq!(reconciled["status"], "True");
+    assert_eq!(reconcile_condition(status)["status"], "True");
 
     let events = reasons(&ctx);
     assert!(
@@ -449,16 +455,8 @@ async fn paused_applies_nothing_and_reports_status() {
             "PATCH /apis/erlmcp.io/v1alpha1/namespaces/prod/erlmcpclusters/mcp/status",
         ]
     );
-    let st = &seen[1].body["status"];
-    assert_eq!(st["phase"], "Paused");
-    let rs = st["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "ReconcileSuccess")
-        .unwrap()
-        .clone();
-    assert_eq!(rs["reason"], "Paused");
+    assert_eq!(seen[1].body["status"]["phase"], "Paused");
+    assert_eq!(reconcile_condition(&seen[1])["reason"], "Paused");
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
 }
 
@@ -483,13 +481,7 @@ async fn an_invalid_spec_is_a_condition_not_a_retry_storm() {
     );
     let status = seen.last().unwrap();
     assert!(status.path.ends_with("/erlmcpclusters/mcp/status"));
-    let rs = status.body["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "ReconcileSuccess")
-        .unwrap()
-        .clone();
+    let rs = reconcile_condition(status);
     assert_eq!(rs["status"], "False");
     assert_eq!(rs["reason"], "InvalidSpec");
     let msg = rs["message"].as_str().unwrap();
@@ -537,13 +529,7 @@ async fn server_errors_back_off_without_pruning_or_crashing() {
             .iter()
             .any(|s| s.path.ends_with("/networkpolicies/mcp")));
         let status = seen.last().unwrap();
-        let rs = status.body["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "ReconcileSuccess")
-            .unwrap()
-            .clone();
+        let rs = reconcile_condition(status);
         assert_eq!(rs["reason"], "ApplyFailed");
         // Backoff grows per consecutive failure.
         let c = Arc::new(c);
@@ -663,13 +649,7 @@ async fn old_servers_get_the_beta_api_versions() {
     assert_eq!(hpa.body["apiVersion"], "autoscaling/v2beta2");
     // The ServiceMonitor was asked for but cannot be: the status says why.
     let status = seen.last().unwrap();
-    let rs = status.body["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "ReconcileSuccess")
-        .unwrap()
-        .clone();
+    let rs = reconcile_condition(status);
     assert_eq!(rs["reason"], "ReconciledWithSkips");
     assert!(rs["message"].as_str().unwrap().contains("ServiceMonitor"));
     assert!(reasons(&ctx)
