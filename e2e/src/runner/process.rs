@@ -124,7 +124,19 @@ pub fn spawn(l: &Launch) -> Result<Child> {
     let nnp = l.no_new_privs;
     let parent = std::process::id() as libc::pid_t;
 
-    let mut cmd = Command::new(&l.argv[0]);
+    // The program, like the mount sources, is opened before any mount: a pod volume over e.g.
+    // /tmp must not hide a binary that lives under /tmp (a workspace cloned there). The child
+    // then execs it through /proc/self/fd/N. Bare names are left to PATH lookup.
+    const PROGRAM_FD: i32 = FD_BASE - 1;
+    let program = cstr(&l.argv[0])?;
+    let by_fd = l.argv[0].contains('/');
+    let mut cmd = if by_fd {
+        let mut c = Command::new(format!("/proc/self/fd/{PROGRAM_FD}"));
+        c.arg0(&l.argv[0]);
+        c
+    } else {
+        Command::new(&l.argv[0])
+    };
     cmd.args(&l.argv[1..])
         .env_clear()
         .envs(l.env.iter().map(|(k, v)| (k, v)))
@@ -146,6 +158,17 @@ pub fn spawn(l: &Launch) -> Result<Child> {
                 std::ptr::null(),
             ))?;
             check(libc::sethostname(hostname.as_ptr().cast(), hostname.len()))?;
+            if by_fd {
+                // No O_CLOEXEC: an interpreter started for a script reopens it by this path.
+                let f = libc::open(program.as_ptr(), libc::O_PATH);
+                if f < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if f != PROGRAM_FD {
+                    check(libc::dup2(f, PROGRAM_FD))?;
+                    libc::close(f);
+                }
+            }
             for (path, fd, _, _, _) in &plan {
                 let f = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
                 if f < 0 {
