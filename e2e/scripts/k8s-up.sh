@@ -195,7 +195,9 @@ wait_for() { # name timeout cmd...  (polls until cmd succeeds; fails if the proc
   local name=$1 timeout=$2; shift 2
   local deadline=$(( $(date +%s) + timeout ))
   until "$@" >/dev/null 2>&1; do
-    ours "$name" || fail "$name exited"
+    # Read twice more before declaring it dead: /proc/PID/cmdline can read empty while the
+    # process is mid-exec (setsid -> the binary), which once failed a healthy start.
+    ours "$name" || { sleep 0.3; ours "$name"; } || { sleep 1; ours "$name"; } || fail "$name exited"
     (( $(date +%s) < deadline )) || fail "$name not healthy after ${timeout}s"
     sleep 0.5
   done
