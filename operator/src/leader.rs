@@ -29,7 +29,9 @@ impl Leadership {
             .with_identity(identity)
             .with_duration(lease_seconds)
             .with_grace((lease_seconds / 3).max(1))
-            .with_field_manager("erlmcp-operator-lease")
+            // Per replica: the lock is server-side apply's conflict between field managers, so
+            // replicas sharing one manager would all "win" the lease.
+            .with_field_manager(format!("erlmcp-operator-lease-{identity}"))
             .build()
             .await?;
         let (is_leader, task) = manager.watch().await;
