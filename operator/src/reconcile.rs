@@ -310,8 +310,7 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
     };
 
     // Generated secrets first: created once, never rewritten.
-    let first = build::build(cluster, &bctx);
-    for child in &first.create_once {
+    for child in &build::generated(cluster, &names) {
         let created =
             apply::create_once(client, &ns, child, fill_generated(child, &names, cluster))
                 .await

@@ -245,19 +245,31 @@ pub fn image(cluster: &ErlmcpCluster, ctx: &BuildContext) -> String {
         .unwrap_or_else(|| ctx.default_image.clone())
 }
 
+/// The objects created once and never rewritten (generated Secrets). They depend on the spec
+/// alone, so the reconciler creates them before reading the Secret contents [`build`] needs.
+pub fn generated(cluster: &ErlmcpCluster, names: &Names) -> Vec<Child> {
+    let spec = &cluster.spec;
+    let mut out = Vec::new();
+    if spec.cluster.cookie_secret.is_none() {
+        out.push(secrets::cookie_secret(cluster, names));
+    }
+    if spec.tls.as_ref().is_some_and(|t| t.operator_ca.is_some()) {
+        out.push(tls::operator_ca_placeholder(cluster, names));
+    }
+    out
+}
+
 /// Every object for a valid resource. Call [`erlmcp_crds::validate::validate`] first.
 pub fn build(cluster: &ErlmcpCluster, ctx: &BuildContext) -> Desired {
     let names = Names::of(cluster);
     let spec = &cluster.spec;
-    let mut d = Desired::default();
+    let mut d = Desired {
+        create_once: generated(cluster, &names),
+        ..Default::default()
+    };
 
-    if spec.cluster.cookie_secret.is_none() {
-        d.create_once.push(secrets::cookie_secret(cluster, &names));
-    }
     match spec.tls.as_ref() {
-        Some(tls) if tls.operator_ca.is_some() => d
-            .create_once
-            .push(tls::operator_ca_placeholder(cluster, &names)),
+        Some(tls) if tls.operator_ca.is_some() => {}
         Some(tls) if tls.issuer_ref.is_some() => {
             if ctx.capabilities.cert_manager {
                 d.apply.push(tls::certificate(cluster, &names));
