@@ -52,7 +52,7 @@ fi
 
 # ---------------------------------------------------------------- build dependencies
 APT_OPTS=(-y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
-need_pkgs=(golang-go rsync golang-github-modern-go-reflect2-dev dpkg-dev make xz-utils ca-certificates)
+need_pkgs=(golang-1.19-go rsync golang-github-modern-go-reflect2-dev dpkg-dev make xz-utils ca-certificates)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -178,6 +178,11 @@ cp -a "$REFLECT2_SRC/." "$TREE/vendor/github.com/modern-go/reflect2/"
 find "$TREE/vendor/github.com/modern-go/reflect2" -name '*_test.go' -delete
 
 # ---------------------------------------------------------------- build
+# Kubernetes 1.20 builds only with Debian's Go 1.19 (GOPATH mode, vendor/): name it explicitly,
+# since `go` on PATH may be a much newer toolchain that refuses this tree.
+GO119=/usr/lib/go-1.19/bin
+[[ -x $GO119/go ]] || die "Debian's Go 1.19 not found at $GO119/go (package golang-1.19-go)"
+export PATH="$GO119:$PATH" GOTOOLCHAIN=local GOROOT="${GO119%/bin}"
 : >"$LOG"
 log "go: $(go version)"
 log "building ${BINARIES[*]} (GOPATH mode, ~5-7 min cold on 2 cores); log: $LOG"
