@@ -9,13 +9,14 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, Response, StatusCode};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::conn::Conn;
-use super::{empty, guard, rpc_error_response, sse_event, sse_response, Shared};
+use super::{empty, guard, sse_event, sse_response, HttpError, Shared};
 use crate::protocol::jsonrpc::RpcError;
 use crate::session::LIVE_BUFFER;
 
@@ -26,7 +27,7 @@ pub async fn open(
 ) -> Response<Body> {
     let principal = match guard(&st, &headers, peer) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(LIVE_BUFFER);
     let conn = Conn::new(
@@ -78,18 +79,18 @@ pub async fn message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
-    if let Err(r) = guard(&st, &headers, peer) {
-        return r;
+    if let Err(e) = guard(&st, &headers, peer) {
+        return e.into_response();
     }
     let Some(conn) = q
         .get("sessionId")
         .and_then(|k| st.sse_conns.get(k).map(|c| c.clone()))
     else {
-        return rpc_error_response(
+        return HttpError::new(
             404,
-            None,
-            &RpcError::invalid_request("Unknown sessionId: open GET /sse first"),
-        );
+            RpcError::invalid_request("Unknown sessionId: open GET /sse first"),
+        )
+        .into_response();
     };
     conn.on_frame(&body);
     empty(StatusCode::ACCEPTED)

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use serde_json::json;
 
@@ -48,12 +49,58 @@ pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
     r
 }
 
-/// A JSON-RPC error as an HTTP response.
-pub fn rpc_error_response(status: u16, id: Option<&jsonrpc::Id>, err: &RpcError) -> Response<Body> {
-    json_response(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-        jsonrpc::error_bytes(id, err),
-    )
+/// A JSON-RPC error answered over HTTP: the status, the id of the request it answers (when
+/// known) and the error, rendered as a JSON-RPC error body. Handlers return
+/// `Result<_, HttpError>` and use `?`.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub id: Option<jsonrpc::Id>,
+    pub error: RpcError,
+    /// Response headers some errors carry (`Allow`, `WWW-Authenticate`, `Retry-After`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HttpError {
+    /// An error that answers no particular request. A status that is not a valid HTTP code
+    /// becomes 400.
+    pub fn new(status: u16, error: RpcError) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            id: None,
+            error,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The error with the status it carries itself (`RpcError::http_status`).
+    pub fn from_rpc(error: RpcError) -> Self {
+        Self::new(error.http_status, error)
+    }
+
+    /// The error answers the request with this id.
+    pub fn for_id(mut self, id: Option<&jsonrpc::Id>) -> Self {
+        self.id = id.cloned();
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response<Body> {
+        let mut r = json_response(
+            self.status,
+            jsonrpc::error_bytes(self.id.as_ref(), &self.error),
+        );
+        for (name, value) in self.headers {
+            r.headers_mut().insert(name, value);
+        }
+        r
+    }
 }
 
 pub fn empty(status: StatusCode) -> Response<Body> {
@@ -93,20 +140,18 @@ pub fn sse_response(body: Body) -> Response<Body> {
 
 /// The checks every HTTP request to an MCP endpoint passes first: Origin, authentication,
 /// rate limit, draining. Ok carries the principal.
-#[allow(clippy::result_large_err)] // the Err is the response itself, returned at once
 pub fn guard(
     state: &AppState,
     headers: &HeaderMap,
     peer: SocketAddr,
-) -> Result<Option<String>, Response<Body>> {
+) -> Result<Option<String>, HttpError> {
     let origin = headers
         .get(http::header::ORIGIN)
         .map(|v| v.to_str().unwrap_or("\u{0}invalid"));
     if !state.limits.origin.allows(origin) {
-        return Err(rpc_error_response(
+        return Err(HttpError::new(
             403,
-            None,
-            &RpcError::invalid_request("Forbidden: Origin not allowed"),
+            RpcError::invalid_request("Forbidden: Origin not allowed"),
         ));
     }
     let principal = match state.auth.check(
@@ -126,11 +171,11 @@ pub fn guard(
                     "Bearer realm=\"erlmcp\", error=\"invalid_token\"".to_string(),
                 ),
             };
-            let mut r = rpc_error_response(401, None, &RpcError::invalid_request(msg));
+            let mut e = HttpError::new(401, RpcError::invalid_request(msg));
             if let Ok(v) = HeaderValue::from_str(&hdr) {
-                r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+                e = e.with_header(http::header::WWW_AUTHENTICATE, v);
             }
-            return Err(r);
+            return Err(e);
         }
     };
     // The client key is only built when the limiter is on.
@@ -142,22 +187,17 @@ pub fn guard(
         state.core.metrics.rate_limited.inc();
         let err = RpcError::new(-31_001, "Rate limit exceeded")
             .with_data(json!({"retryAfterMs": wait.as_millis() as u64}));
-        let mut r = rpc_error_response(429, None, &err);
-        r.headers_mut().insert(
+        return Err(HttpError::new(429, err).with_header(
             http::header::RETRY_AFTER,
             HeaderValue::from(wait.as_secs().max(1)),
-        );
-        return Err(r);
+        ));
     }
     if state.core.lifecycle.is_draining() {
-        let mut r = rpc_error_response(
+        return Err(HttpError::new(
             503,
-            None,
-            &RpcError::internal("Server is shutting down; retry on another node"),
-        );
-        r.headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Err(r);
+            RpcError::internal("Server is shutting down; retry on another node"),
+        )
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("1")));
     }
     Ok(principal)
 }

@@ -24,7 +24,7 @@ pub async fn upgrade(
 ) -> Response<Body> {
     let principal = match guard(&st, &headers, peer) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let max = st.limits.max_body;
     ws.max_message_size(max)

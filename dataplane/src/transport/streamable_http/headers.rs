@@ -1,0 +1,147 @@
+//! The request headers of Streamable HTTP: the session and version headers, the content type,
+//! and the modern era's rule that `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` agree with the body.
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use serde_json::Value;
+
+use crate::protocol::jsonrpc::{Message, RpcError, HEADER_MISMATCH};
+use crate::protocol::Core;
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+
+pub(super) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub(super) fn is_json_content_type(h: &HeaderMap) -> bool {
+    const JSON: &str = "application/json";
+    header(h, "content-type").is_none_or(|c| {
+        c.get(..JSON.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(JSON))
+    })
+}
+
+/// Decode a header value that may use the `=?base64?...?=` sentinel.
+pub fn decode_header_value(raw: &str) -> Result<std::borrow::Cow<'_, str>, RpcError> {
+    let v = raw.trim();
+    if let Some(inner) = v
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(inner)
+            .map_err(|_| {
+                RpcError::new(
+                    HEADER_MISMATCH,
+                    "Header mismatch: invalid Base64 in header value",
+                )
+            })?;
+        return String::from_utf8(bytes).map(Into::into).map_err(|_| {
+            RpcError::new(
+                HEADER_MISMATCH,
+                "Header mismatch: Base64 header value is not UTF-8",
+            )
+        });
+    }
+    Ok(v.into())
+}
+
+fn mismatch(what: &str, header_val: &str, body_val: &str) -> RpcError {
+    RpcError::new(HEADER_MISMATCH, format!("Header mismatch: {what} header value {header_val:?} does not match body value {body_val:?}"))
+}
+
+/// `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` must agree with the body (SEP-2243).
+pub fn check_headers(headers: &HeaderMap, msg: &Message, core: &Core) -> Result<(), RpcError> {
+    let get = |name: &str| -> Result<Option<&str>, RpcError> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v.to_str().map(Some).map_err(|_| {
+                RpcError::new(
+                    HEADER_MISMATCH,
+                    format!("Header mismatch: {name} contains invalid characters"),
+                )
+            }),
+        }
+    };
+    let method = msg.method();
+    match get("mcp-method")? {
+        None => {
+            return Err(RpcError::new(
+                HEADER_MISMATCH,
+                "Header mismatch: Mcp-Method header is required",
+            ))
+        }
+        Some(h) if h.trim() != method => return Err(mismatch("Mcp-Method", h.trim(), method)),
+        Some(_) => {}
+    }
+    let name_key = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(key) = name_key {
+        if let Some(body_name) = msg.param_str(key) {
+            match get("mcp-name")? {
+                None => {
+                    return Err(RpcError::new(
+                        HEADER_MISMATCH,
+                        "Header mismatch: Mcp-Name header is required",
+                    ))
+                }
+                Some(h) => {
+                    let decoded = decode_header_value(h)?;
+                    if decoded != body_name {
+                        return Err(mismatch("Mcp-Name", &decoded, body_name));
+                    }
+                }
+            }
+        }
+    }
+    if method == "tools/call" {
+        if let Some(tool) = msg.param_str("name").and_then(|n| core.catalog.tool(n)) {
+            let args = msg.params.as_ref().and_then(|p| p.get("arguments"));
+            for (prop, hdr) in &tool.header_params {
+                let hname = format!("mcp-param-{}", hdr.to_ascii_lowercase());
+                let body_val = args.and_then(|a| a.get(prop)).filter(|v| !v.is_null());
+                let header_val = get(&hname)?;
+                match (body_val, header_val) {
+                    (None, None) => {}
+                    (Some(_), None) => return Err(RpcError::new(HEADER_MISMATCH, format!("Header mismatch: Mcp-Param-{hdr} header is required when {prop} is given"))),
+                    (None, Some(h)) => return Err(mismatch(&format!("Mcp-Param-{hdr}"), h, "(absent)")),
+                    (Some(b), Some(h)) => {
+                        let decoded = decode_header_value(h)?;
+                        let ok = match b {
+                            Value::String(s) => *s == decoded,
+                            Value::Bool(x) => decoded == if *x { "true" } else { "false" },
+                            Value::Number(n) => decoded.parse::<f64>().ok().zip(n.as_f64()).is_some_and(|(a, b)| a == b),
+                            _ => false,
+                        };
+                        if !ok {
+                            return Err(mismatch(&format!("Mcp-Param-{hdr}"), &decoded, &b.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_base64_sentinel() {
+        assert_eq!(decode_header_value("  plain ").unwrap(), "plain");
+        assert_eq!(decode_header_value("=?base64?SGVsbG8=?=").unwrap(), "Hello");
+        assert!(decode_header_value("=?base64?SGVsbG8?=").is_err());
+        assert!(decode_header_value("=?base64?SGVs!!!bG8=?=").is_err());
+        assert_eq!(
+            decode_header_value("=?base64?SGVsbG8=").unwrap(),
+            "=?base64?SGVsbG8="
+        );
+    }
+}
