@@ -8,8 +8,8 @@
 //!   ids and are buffered per session so `GET` with `Last-Event-ID` resumes; `DELETE` ends the
 //!   session; an unknown or expired session is 404. Disconnecting does not cancel a request.
 //!
-//! [`modern`] and [`legacy`] hold each era's handling, [`stream`] the JSON/SSE request runner
-//! they share, [`headers`] the header rules.
+//! `modern` and `legacy` hold each era's handling, `stream` the JSON/SSE request runner they
+//! share, `headers` the header rules.
 
 mod headers;
 mod legacy;
