@@ -1,14 +1,14 @@
 //! Peers authenticate: a node with the wrong cookie, or with a certificate from another CA, is
 //! refused (and counted) and never joins.
 
-mod cluster_support;
+mod support;
 
 use std::time::Duration;
 
-use cluster_support::*;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
+use support::cluster::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_cookie_is_refused() {

@@ -1,11 +1,11 @@
 //! Three real `erlmcp` processes on loopback form a cluster; one is SIGKILLed and comes back.
 
-mod cluster_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::*;
 use serde_json::json;
+use support::cluster::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_form_a_cluster_notice_a_kill_and_rejoin() {
@@ -99,7 +99,7 @@ async fn echo_like_cluster_status(n: &Node) -> serde_json::Value {
         "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}, "io.modelcontextprotocol/clientCapabilities": {}}
     }})
     .to_string();
-    let r = request(
+    let r = try_request(
         "POST",
         &format!("http://{}/mcp", n.mcp()),
         &[

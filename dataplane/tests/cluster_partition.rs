@@ -2,12 +2,12 @@
 //! between n1 and n2 black-holes their traffic (no RST: probes time out, as on a real split).
 //! Both ends report it, n3 (which still sees both) shows each side's view; then it heals.
 
-mod cluster_support;
+mod support;
 
 use std::time::Duration;
 
-use cluster_support::*;
 use serde_json::json;
+use support::cluster::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_link_is_reported_by_both_ends_and_heals() {

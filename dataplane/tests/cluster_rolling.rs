@@ -10,15 +10,15 @@
 //! sessions whose owner went away, answered by re-initialising; anything else is a failure.
 //! Counts go to `target/cluster-tests/rolling/rolling.json`.
 
-mod cluster_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use cluster_support::*;
 use serde_json::json;
+use support::cluster::*;
 
 #[derive(Default)]
 struct Counts {
@@ -181,7 +181,7 @@ async fn rolling_restart_under_load() {
     for i in 0..3 {
         let t = Instant::now();
         // preStop, then SIGTERM (kubelet's order), then the StatefulSet starts it again.
-        let r = request(
+        let r = try_request(
             "GET",
             &format!("{}/drain", nodes[i].health()),
             &[],

@@ -2,16 +2,16 @@
 //! other node are forwarded to the owner over the peer channel (SSE included). Owner killed:
 //! 404, then a clean re-initialise. Owner restarted with its session volume: the session lives.
 
-mod cluster_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cluster_support::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use support::cluster::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_forwarded_to_their_owner_and_404_when_it_is_gone() {
@@ -133,10 +133,10 @@ async fn sessions_are_forwarded_to_their_owner_and_404_when_it_is_gone() {
     let r = echo_legacy(c, &sid2, 62, "again").await.unwrap();
     assert_eq!(result_text(&r.json()).as_deref(), Some("again"));
     // DELETE is forwarded too.
-    let r = request(
+    let r = try_request(
         "DELETE",
         &format!("http://{c}/mcp"),
-        &legacy_headers(&sid2),
+        &legacy_headers(&sid2, LEGACY),
         Bytes::new(),
         Duration::from_secs(5),
     )

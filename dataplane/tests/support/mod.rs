@@ -1,18 +1,21 @@
-//! In-process server and a tiny HTTP client for the integration tests.
+//! Test support for the single-node and the cluster integration tests: an in-process server
+//! and its request helpers (here), a small HTTP client ([`client`]), and the multi-process
+//! cluster test bed ([`cluster`]).
 
 #![allow(dead_code)]
+
+mod client;
+pub mod cluster;
+
+pub use client::*;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use erlmcp_dataplane::app::{self, Listeners, Running};
 use erlmcp_dataplane::config;
 use erlmcp_dataplane::node::{Lifecycle, SingleNode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -51,75 +54,6 @@ pub async fn start(yaml: &str, env: &[(&str, &str)], fixtures: bool) -> Running 
     )
     .await
     .expect("start")
-}
-
-pub struct Resp {
-    pub status: u16,
-    pub headers: http::HeaderMap,
-    pub body: String,
-}
-
-impl Resp {
-    pub fn json(&self) -> Value {
-        if self
-            .headers
-            .get("content-type")
-            .is_some_and(|c| c.to_str().unwrap().starts_with("text/event-stream"))
-        {
-            // The last JSON-RPC response in the stream.
-            let events = sse_data(&self.body);
-            return events
-                .into_iter()
-                .rev()
-                .find(|v| v.get("result").is_some() || v.get("error").is_some())
-                .unwrap_or(Value::Null);
-        }
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-    pub fn header(&self, k: &str) -> Option<String> {
-        self.headers.get(k).map(|v| v.to_str().unwrap().to_string())
-    }
-}
-
-pub fn sse_data(body: &str) -> Vec<Value> {
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .filter_map(|d| serde_json::from_str(d).ok())
-        .collect()
-}
-
-pub async fn request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> Resp {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut b = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = client
-        .request(b.body(Full::new(body.into())).unwrap())
-        .await
-        .expect("http");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        resp.into_body().collect(),
-    )
-    .await
-    .expect("body in time")
-    .map(|c| c.to_bytes())
-    .unwrap_or_default();
-    Resp {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
 }
 
 pub fn mcp_url(r: &Running) -> String {

@@ -12,16 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+// The shared HTTP client and MCP helpers, so a cluster test needs `support::cluster::*` only.
+pub use super::client::*;
+pub use super::{legacy_headers, MODERN};
+
 pub const COOKIE: &str = "test-cookie-0123456789abcdef0123456789";
-pub const MODERN: &str = "2026-07-28";
 pub const LEGACY: &str = "2025-11-25";
 
 /// Ports shared by every node of one test (each node has its own IP).
@@ -281,105 +280,11 @@ where
     }
 }
 
-// ---------------------------------------------------------------- HTTP
-
-fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(8)
-        .build_http()
-}
-
-pub async fn try_get(url: &str) -> Option<(u16, String)> {
-    let r = request("GET", url, &[], Bytes::new(), Duration::from_secs(3)).await;
-    r.ok().map(|r| (r.status, r.body))
-}
-
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: http::HeaderMap,
-    pub body: String,
-}
-
-impl Resp {
-    pub fn header(&self, k: &str) -> Option<String> {
-        self.headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(String::from)
-    }
-    /// The JSON body, or for SSE the last JSON-RPC response in the stream.
-    pub fn json(&self) -> Value {
-        if self
-            .header("content-type")
-            .is_some_and(|c| c.starts_with("text/event-stream"))
-        {
-            return sse_data(&self.body)
-                .into_iter()
-                .rev()
-                .find(|v| v.get("result").is_some() || v.get("error").is_some())
-                .unwrap_or(Value::Null);
-        }
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-pub fn sse_data(body: &str) -> Vec<Value> {
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .filter_map(|d| serde_json::from_str(d).ok())
-        .collect()
-}
-
-pub async fn request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-    timeout: Duration,
-) -> Result<Resp, String> {
-    let mut b = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let req = b.body(Full::new(body.into())).map_err(|e| e.to_string())?;
-    let fut = async {
-        let resp = client().request(req).await.map_err(|e| format!("{e:?}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok(Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
-    };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| format!("{method} {url}: timed out after {timeout:?}"))?
-}
-
-pub fn legacy_headers(sid: &str) -> Vec<(&str, &str)> {
-    vec![
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("mcp-session-id", sid),
-        ("mcp-protocol-version", LEGACY),
-    ]
-}
-
 /// `initialize` + `notifications/initialized`; the session id.
 pub async fn initialize(addr: SocketAddr) -> Result<String, String> {
     let url = format!("http://{addr}/mcp");
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "cluster-test", "version": "1"}}}).to_string();
-    let r = request(
+    let r = try_request(
         "POST",
         &url,
         &[
@@ -394,10 +299,10 @@ pub async fn initialize(addr: SocketAddr) -> Result<String, String> {
         return Err(format!("initialize: HTTP {} {}", r.status, r.body));
     }
     let sid = r.header("mcp-session-id").ok_or("no session id")?;
-    let n = request(
+    let n = try_request(
         "POST",
         &url,
-        &legacy_headers(&sid),
+        &legacy_headers(&sid, LEGACY),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
         Duration::from_secs(5),
     )
@@ -415,10 +320,10 @@ pub async fn legacy_call(
     method: &str,
     params: Value,
 ) -> Result<Resp, String> {
-    request(
+    try_request(
         "POST",
         &format!("http://{addr}/mcp"),
-        &legacy_headers(sid),
+        &legacy_headers(sid, LEGACY),
         json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
         Duration::from_secs(10),
     )
@@ -443,7 +348,7 @@ pub async fn echo_modern(addr: SocketAddr, id: i64, text: &str) -> Result<Resp, 
         "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}, "io.modelcontextprotocol/clientCapabilities": {}}
     }})
     .to_string();
-    request(
+    try_request(
         "POST",
         &format!("http://{addr}/mcp"),
         &[
