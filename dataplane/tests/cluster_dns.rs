@@ -3,7 +3,8 @@
 //! (`ERLMCP_DISCOVERY=dns:erlmcp`) and get every replica's address back, as Docker's embedded
 //! DNS answers. The server here is a tiny one on loopback (`ERLMCP_DNS_SERVER` points the nodes
 //! at it); they must form a cluster from its answers alone, follow a scale-up (a new address in
-//! the answer) and a scale-down (an address gone).
+//! the answer) and a scale-down (an address gone). Discovery and the cookie are set the way
+//! `deploy/compose/compose.yaml` sets them: its `ERLMCP_DISCOVERY`, and the cookie from a file.
 
 mod cluster_support;
 
@@ -169,10 +170,31 @@ fn answer(zone: &Mutex<Zone>, q: &[u8]) -> Option<Vec<u8>> {
     Some(r)
 }
 
+/// `ERLMCP_DISCOVERY` of the Compose file's `erlmcp` service.
+fn compose_discovery() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/compose/compose.yaml"
+    );
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("compose.yaml")).unwrap();
+    let d = doc["services"][SERVICE]["environment"]["ERLMCP_DISCOVERY"]
+        .as_str()
+        .expect("ERLMCP_DISCOVERY in compose.yaml")
+        .to_string();
+    assert!(d.starts_with(&format!("dns:{SERVICE},")), "{d}");
+    d
+}
+
 fn node(test: &str, name: &str, ip: &str, ports: Ports, dns: SocketAddr) -> Node {
     let mut n = Node::new(test, name, ip, ports);
+    // The cookie from a file, as from a Compose secret.
+    let cookie = n.spec.log.with_extension("cookie");
+    std::fs::write(&cookie, COOKIE).unwrap();
     // Nothing but the service name and where to ask for it.
-    n.env("ERLMCP_DISCOVERY", &format!("dns:{SERVICE},1"))
+    n.unset("ERLANG_COOKIE")
+        .env("ERLANG_COOKIE_FILE", &cookie.display().to_string())
+        .env("ERLMCP_DISCOVERY", &compose_discovery())
         .env("ERLMCP_DNS_SERVER", &dns.to_string());
     n
 }
