@@ -78,15 +78,98 @@ pub fn with_port(addr: &str, port: u16) -> String {
     }
 }
 
-async fn dns(node: &Arc<ClusterNode>, name: &str, every: Duration) {
-    let port = node.settings.port;
+/// Where DNS discovery asks: the system resolver (getaddrinfo: `/etc/hosts`, `resolv.conf`,
+/// Docker's embedded DNS at 127.0.0.11) or, with `ERLMCP_DNS_SERVER`, that server alone.
+pub enum PeerResolver {
+    System,
+    Server(Box<hickory_resolver::TokioResolver>),
+}
+
+impl PeerResolver {
+    pub fn new(server: Option<SocketAddr>) -> Result<Self, String> {
+        use hickory_resolver::config::{
+            LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts,
+        };
+        use hickory_resolver::net::runtime::TokioRuntimeProvider;
+        let Some(server) = server else {
+            return Ok(Self::System);
+        };
+        let mut ns = NameServerConfig::udp_and_tcp(server.ip());
+        for c in &mut ns.connections {
+            c.port = server.port();
+        }
+        let mut opts = ResolverOpts::default();
+        // Membership changes between lookups: nothing is cached, and every address counts.
+        opts.cache_size = 0;
+        opts.positive_max_ttl = Some(Duration::ZERO);
+        opts.negative_max_ttl = Some(Duration::ZERO);
+        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        opts.timeout = Duration::from_secs(2);
+        let resolver = hickory_resolver::Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(vec![ns]),
+            TokioRuntimeProvider::default(),
+        )
+        .with_options(opts)
+        .build()
+        .map_err(|e| format!("DNS resolver for {server}: {e}"))?;
+        Ok(Self::Server(Box::new(resolver)))
+    }
+
+    /// Every address of `host`, with `port`.
+    pub async fn lookup(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        match self {
+            Self::System => tokio::net::lookup_host((host, port))
+                .await
+                .map(|a| a.collect())
+                .map_err(|e| e.to_string()),
+            Self::Server(r) => {
+                if let Ok(ip) = host.parse::<IpAddr>() {
+                    return Ok(vec![SocketAddr::new(ip, port)]);
+                }
+                // Absolute: a given server has no search list to try first.
+                let fqdn = if host.ends_with('.') {
+                    host.to_string()
+                } else {
+                    format!("{host}.")
+                };
+                r.lookup_ip(fqdn.as_str())
+                    .await
+                    .map(|l| l.iter().map(|ip| SocketAddr::new(ip, port)).collect())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// `name` or `name:port` (the peer port when left out) as host and port.
+fn host_and_port(name: &str, port: u16) -> (String, u16) {
     let target = with_port(name, port);
+    match target.rsplit_once(':') {
+        Some((h, p)) => (
+            h.trim_matches(['[', ']']).to_string(),
+            p.parse().unwrap_or(port),
+        ),
+        None => (target, port),
+    }
+}
+
+async fn dns(node: &Arc<ClusterNode>, name: &str, every: Duration) {
+    let (host, port) = host_and_port(name, node.settings.port);
+    let resolver = match PeerResolver::new(node.settings.dns_server) {
+        Ok(r) => r,
+        Err(e) => {
+            // Settings validated the address; a resolver that cannot be built is a bug to see.
+            tracing::error!(error = %e, "DNS discovery disabled");
+            return;
+        }
+    };
     let mut failures = 0u32;
     loop {
-        match tokio::net::lookup_host(target.as_str()).await {
+        match resolver.lookup(&host, port).await {
             Ok(addrs) => {
                 failures = 0;
                 let set: BTreeSet<String> = addrs
+                    .into_iter()
                     .filter(|a| !node.settings.own_ips.contains(&a.ip()))
                     .map(|a| a.to_string())
                     .collect();
@@ -96,7 +179,7 @@ async fn dns(node: &Arc<ClusterNode>, name: &str, every: Duration) {
                 // Keep the last answer: a DNS hiccup is not a membership change.
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(name = %target, error = %e, "peer DNS lookup failed");
+                    tracing::warn!(name = %host, port, error = %e, "peer DNS lookup failed");
                 }
             }
         }
@@ -251,6 +334,31 @@ mod tests {
         assert_eq!(with_port("10.0.0.1", 9200), "10.0.0.1:9200");
         assert_eq!(with_port("::1", 9200), "[::1]:9200");
         assert_eq!(with_port("[::1]:9201", 9200), "[::1]:9201");
+    }
+
+    #[test]
+    fn dns_names_split_into_host_and_port() {
+        assert_eq!(host_and_port("erlmcp", 9200), ("erlmcp".into(), 9200));
+        assert_eq!(
+            host_and_port("tasks.erlmcp:9300", 9200),
+            ("tasks.erlmcp".into(), 9300)
+        );
+        assert_eq!(host_and_port("::1", 9200), ("::1".into(), 9200));
+    }
+
+    #[tokio::test]
+    async fn a_given_server_answers_literals_without_asking() {
+        // Port 9 on loopback answers nothing: a literal must not need it.
+        let r = PeerResolver::new(Some("127.0.0.1:9".parse().unwrap())).unwrap();
+        assert!(matches!(r, PeerResolver::Server(_)));
+        assert_eq!(
+            r.lookup("127.0.0.7", 9200).await.unwrap(),
+            vec!["127.0.0.7:9200".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(matches!(
+            PeerResolver::new(None).unwrap(),
+            PeerResolver::System
+        ));
     }
 
     #[test]

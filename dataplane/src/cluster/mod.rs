@@ -17,7 +17,7 @@ pub mod peer;
 pub mod persist;
 pub mod status;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -53,6 +53,9 @@ pub struct ClusterSettings {
     /// preStop: how long `/drain` keeps serving after leaving the ready set, so load balancers
     /// catch up before SIGTERM stops new work (`ERLMCP_DRAIN_DELAY_SECONDS`, default 5).
     pub drain_delay: Duration,
+    /// DNS discovery asks this server instead of the system resolver (`ERLMCP_DNS_SERVER`,
+    /// `ip[:port]`, port 53 by default): a given resolver, uncached, for A and AAAA.
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl ClusterSettings {
@@ -60,6 +63,18 @@ impl ClusterSettings {
     pub fn clustered(&self) -> bool {
         !matches!(self.discovery, Discovery::None)
     }
+}
+
+/// Parse `ERLMCP_DNS_SERVER`: `ip`, `ip:port` or `[v6]:port` (port 53 when left out).
+pub fn parse_dns_server(v: &str) -> Result<SocketAddr, String> {
+    let v = v.trim();
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    v.trim_matches(['[', ']'])
+        .parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{v:?} is not ip, ip:port or [ipv6]:port"))
 }
 
 /// Parse `ERLMCP_DISCOVERY`: `none`, `static:host:port,host:port`, `dns:name[,seconds]`,
@@ -126,7 +141,8 @@ fn err(errs: &mut Vec<ConfigError>, field: &str, message: impl Into<String>) {
 
 /// The cluster settings from the runtime configuration and the environment:
 /// `ERLMCP_DISCOVERY`, `ERLMCP_PEERS` (a static list), `ERLMCP_DNS_NAME`, `ERLMCP_PEER_PORT`,
-/// `ERLMCP_CLUSTER`, `POD_NAME`, `POD_NAMESPACE`, `POD_IP`, `ERLMCP_PROBE_INTERVAL_MS`.
+/// `ERLMCP_CLUSTER`, `POD_NAME`, `POD_NAMESPACE`, `POD_IP`, `ERLMCP_PROBE_INTERVAL_MS`,
+/// `ERLMCP_DNS_SERVER`.
 /// Inside a Kubernetes pod that names its cluster, Kubernetes discovery is the default.
 pub fn settings(cfg: &RuntimeConfig, env: &dyn Env) -> Result<ClusterSettings, ConfigErrors> {
     let mut errs = Vec::new();
@@ -253,6 +269,16 @@ pub fn settings(cfg: &RuntimeConfig, env: &dyn Env) -> Result<ClusterSettings, C
         Discovery::Kubernetes { namespace, .. } => namespace.clone(),
         _ => None,
     });
+    let dns_server = match env.get("ERLMCP_DNS_SERVER") {
+        None => None,
+        Some(v) => match parse_dns_server(&v) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                err(&mut errs, "ERLMCP_DNS_SERVER", e);
+                None
+            }
+        },
+    };
     let report_status = match env.get("ERLMCP_STATUS_REPORT") {
         None => true,
         Some(v) => !matches!(v.trim(), "0" | "false" | "no" | "off"),
@@ -275,6 +301,7 @@ pub fn settings(cfg: &RuntimeConfig, env: &dyn Env) -> Result<ClusterSettings, C
         session_dir: cfg.file.session_dir.clone().map(PathBuf::from),
         report_status,
         drain_delay,
+        dns_server,
     })
 }
 
@@ -380,5 +407,50 @@ mod tests {
             "{fields:?}"
         );
         assert!(fields.contains(&"ERLMCP_PROBE_INTERVAL_MS"), "{fields:?}");
+    }
+
+    #[test]
+    fn dns_server_is_an_address_with_port_53_by_default() {
+        assert_eq!(
+            parse_dns_server("127.0.0.11").unwrap(),
+            "127.0.0.11:53".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_dns_server(" 127.0.0.1:5353 ").unwrap(),
+            "127.0.0.1:5353".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_dns_server("::1").unwrap(),
+            "[::1]:53".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_dns_server("[::1]:5353").unwrap(),
+            "[::1]:5353".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_dns_server("dns.example").is_err());
+        assert!(parse_dns_server("127.0.0.1:99999").is_err());
+
+        let c = rc(&[("ERLANG_COOKIE", "0123456789abcdef0123")]);
+        let s = settings(
+            &c,
+            &env(&[
+                ("ERLMCP_DISCOVERY", "dns:erlmcp,1"),
+                ("ERLMCP_DNS_SERVER", "127.0.0.11"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.dns_server, Some("127.0.0.11:53".parse().unwrap()));
+        // Unset: the system resolver (None), as before.
+        let s = settings(&c, &env(&[("ERLMCP_DISCOVERY", "dns:erlmcp")])).unwrap();
+        assert_eq!(s.dns_server, None);
+        let e = settings(
+            &c,
+            &env(&[
+                ("ERLMCP_DISCOVERY", "dns:erlmcp"),
+                ("ERLMCP_DNS_SERVER", "resolver"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].field, "ERLMCP_DNS_SERVER");
     }
 }
