@@ -6,7 +6,7 @@
 //! the answer) and a scale-down (an address gone). Discovery and the cookie are set the way
 //! `deploy/compose/compose.yaml` sets them: its `ERLMCP_DISCOVERY`, and the cookie from a file.
 
-mod cluster_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster_support::*;
+use support::cluster::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
