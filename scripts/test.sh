@@ -19,6 +19,9 @@ cargo test --workspace --exclude erlmcp-e2e
 step "pinned test tools (Node 22, MCP conformance suite, MCP SDKs, Helm), cached under ~/.cache"
 bash scripts/tools.sh all >&2
 
+step "alert rules (promtool check/test) and Grafana dashboard queries on a real Prometheus scraping real erlmcp nodes"
+bash charts/erlmcp-operator/tests/prometheus.sh
+
 step "official MCP conformance suite, both requirement sets"
 bash dataplane/tests/conformance.sh
 
