@@ -2,10 +2,8 @@
 //! (each its own `members` entry), both with server-side apply under distinct field managers.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
-
-use crate::schema::{conditions_list_map, members_list_map};
 
 /// Observed state of an ErlmcpCluster.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -90,6 +88,27 @@ pub struct MemberStatus {
     /// When the pod last wrote this entry (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<String>,
+}
+
+/// A list-map keyed by `key`: under server-side apply each entry has its own owner.
+fn list_map<T: JsonSchema>(g: &mut SchemaGenerator, key: &str) -> Schema {
+    let mut s = g.subschema_for::<Vec<T>>();
+    s.insert("x-kubernetes-list-type".into(), "map".into());
+    s.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!([key]),
+    );
+    s
+}
+
+/// `status.members`: a list-map keyed by `name`, so each pod owns its own entry under server-side apply.
+fn members_list_map(g: &mut SchemaGenerator) -> Schema {
+    list_map::<MemberStatus>(g, "name")
+}
+
+/// `status.conditions`: a list-map keyed by `type`, the shape of metav1.Condition lists.
+fn conditions_list_map(g: &mut SchemaGenerator) -> Schema {
+    list_map::<Condition>(g, "type")
 }
 
 /// Condition types the operator maintains.
