@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::apply;
-use crate::build::{self, BuildContext, Names, ServerCapabilities, GENERATED_PLACEHOLDER};
+use crate::desired::{self, BuildContext, Names, ServerCapabilities, GENERATED_PLACEHOLDER};
 use crate::metrics::Metrics;
 use crate::status::{self, Outcome};
 
@@ -56,7 +56,7 @@ impl Context {
         Self {
             client,
             capabilities,
-            default_image: build::default_image(),
+            default_image: desired::default_image(),
             metrics,
             events,
             failures: Mutex::new(HashMap::new()),
@@ -72,7 +72,7 @@ impl Context {
     async fn child_event(
         &self,
         cluster: &ErlmcpCluster,
-        child: &build::Child,
+        child: &desired::Child,
         reason: &str,
         note: String,
     ) {
@@ -174,7 +174,7 @@ fn key(c: &ErlmcpCluster) -> String {
 
 /// Fill a generated object's placeholders right before it is created.
 fn fill_generated(
-    child: &build::Child,
+    child: &desired::Child,
     names: &Names,
     cluster: &ErlmcpCluster,
 ) -> impl FnOnce(&mut Value) -> anyhow::Result<()> {
@@ -188,9 +188,9 @@ fn fill_generated(
         .map_or(365, |ca| ca.validity_days);
     move |obj: &mut Value| {
         let data: BTreeMap<String, String> = if is_tls {
-            build::generate_operator_ca(&names, validity)?
+            desired::generate_operator_ca(&names, validity)?
         } else {
-            BTreeMap::from([(build::COOKIE_KEY.to_string(), build::generate_cookie())])
+            BTreeMap::from([(desired::COOKIE_KEY.to_string(), desired::generate_cookie())])
         };
         obj["stringData"] = serde_json::to_value(&data)?;
         debug_assert!(!obj.to_string().contains(GENERATED_PLACEHOLDER));
@@ -310,7 +310,7 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
     };
 
     // Generated secrets first: created once, never rewritten.
-    for child in &build::generated(cluster, &names) {
+    for child in &desired::generated(cluster, &names) {
         let created =
             apply::create_once(client, &ns, child, fill_generated(child, &names, cluster))
                 .await
@@ -329,7 +329,7 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
 
     // Contents of every mounted Secret feed the pod-template checksum.
     let mut missing = Vec::new();
-    for secret in build::mounted_secrets(cluster, &names) {
+    for secret in desired::mounted_secrets(cluster, &names) {
         match apply::secret_data(client, &ns, &secret).await? {
             Some(data) => {
                 bctx.secret_data.insert(secret, data);
@@ -338,7 +338,7 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
         }
     }
 
-    let desired = build::build(cluster, &bctx);
+    let desired = desired::build(cluster, &bctx);
     let uid = cluster.uid().unwrap_or_default();
     let owned = apply::list_owned(client, &ns, &names.cluster, &uid, &ctx.capabilities).await?;
     let before: HashMap<(String, String), &apply::Owned> = owned
@@ -425,7 +425,7 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
             match apply::delete(client, &ns, o).await {
                 Ok(()) => {
                     info!(kind = %o.kind, name = %o.name, "pruned");
-                    let gone = build::Child {
+                    let gone = desired::Child {
                         api_version: o.api_version.clone(),
                         kind: o.kind.clone(),
                         name: o.name.clone(),

@@ -11,7 +11,7 @@ use erlmcp_crds::{EndpointsStatus, ErlmcpCluster, ErlmcpClusterStatus, MemberSta
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::build::{self, Names};
+use crate::desired::{self, Names};
 
 /// A member whose last heartbeat is older than this counts as gone (pods write every ~30 s).
 pub const HEARTBEAT_TIMEOUT_SECS: i64 = 90;
@@ -450,7 +450,7 @@ pub fn compute(o: &Observed) -> ErlmcpClusterStatus {
         replicas: Some(r.replicas),
         ready_replicas: Some(r.ready),
         updated_replicas: Some(r.updated),
-        selector: Some(build::selector_string(c)),
+        selector: Some(desired::selector_string(c)),
         current_image: image,
         current_version: version,
         endpoints: Some(EndpointsStatus {

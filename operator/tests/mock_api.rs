@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use erlmcp_crds::ErlmcpCluster;
-use erlmcp_operator::build::ServerCapabilities;
+use erlmcp_operator::desired::ServerCapabilities;
 use erlmcp_operator::metrics::Metrics;
 use erlmcp_operator::reconcile::{error_policy, reconcile, Context, Events};
 use http::{Request, Response, StatusCode};

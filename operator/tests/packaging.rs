@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use erlmcp_operator::build::{self, BuildContext, ServerCapabilities};
+use erlmcp_operator::desired::{self, BuildContext, ServerCapabilities};
 use serde_json::{json, Value};
 
 const CHART: &str = "charts/erlmcp-operator";
@@ -320,7 +320,7 @@ fn chart_and_images_track_the_operator_version() {
     );
     // The data-plane image the operator gives clusters that name none.
     assert_eq!(
-        build::default_image(),
+        desired::default_image(),
         format!("ghcr.io/erlmcp/erlmcp:{version}")
     );
     // The kustomize base pins the same tag; the Dockerfiles default to the same version label.
@@ -433,14 +433,14 @@ fn rendered_objects_are_valid_kubernetes_objects() {
                 .collect();
             let alerts: BTreeSet<&str> =
                 rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
-            for seed in [
+            for alert in [
                 "ErlmcpServiceDown",
                 "ErlmcpHighErrorRate",
                 "ErlmcpHighLatency",
                 "ErlmcpMemoryPressure",
                 "ErlmcpClusterPartition",
             ] {
-                assert!(alerts.contains(seed), "PrometheusRule lacks {seed}");
+                assert!(alerts.contains(alert), "PrometheusRule lacks {alert}");
             }
             for r in rules {
                 let expr = r["expr"].as_str().unwrap();
@@ -1076,7 +1076,7 @@ fn rbac_matches_the_operator_calls() {
 
     // The data plane's Role: the operator must hold what it grants (RBAC escalation check).
     let basic = erlmcp_crds::ErlmcpCluster::from_sample(&read("config/samples/basic.yaml"));
-    let desired = build::build(&basic, &BuildContext::new(ServerCapabilities::default()));
+    let desired = desired::build(&basic, &BuildContext::new(ServerCapabilities::default()));
     let dp_role = desired.find("Role").expect("data plane Role");
     let escalation: BTreeSet<Call> = expand(&dp_role.object["rules"])
         .into_iter()
@@ -1449,9 +1449,9 @@ async fn serve_fake(fake: Shared) -> SocketAddr {
     addr
 }
 
-/// Seed the fake with the sample clusters (plus one with monitoring), and one stale owned object
+/// Fill the fake with the sample clusters (plus one with monitoring), and one stale owned object
 /// of every managed kind so that pruning (delete) runs for each.
-fn seed(fake: &Shared) -> Vec<String> {
+fn populate(fake: &Shared) -> Vec<String> {
     let mut f = fake.lock().unwrap();
     let mut names = Vec::new();
     let mut samples: Vec<String> = std::fs::read_dir(root().join("config/samples"))
@@ -1477,15 +1477,15 @@ fn seed(fake: &Shared) -> Vec<String> {
             c.clone(),
         );
         if i == 0 {
-            let labels: BTreeMap<String, String> = build::managed_selector(&name)
+            let labels: BTreeMap<String, String> = desired::managed_selector(Some(&name))
                 .split(',')
                 .filter_map(|kv| kv.split_once('='))
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect();
             for (api_version, kind) in
-                erlmcp_operator::apply::managed_kinds(&ServerCapabilities::default())
+                erlmcp_operator::kinds::managed_kinds(&ServerCapabilities::default())
             {
-                let ar = erlmcp_operator::apply::api_resource(&api_version, &kind);
+                let ar = erlmcp_operator::kinds::api_resource(&api_version, &kind);
                 let prefix = if ar.group.is_empty() {
                     format!("/api/{}", ar.version)
                 } else {
@@ -1508,7 +1508,7 @@ fn seed(fake: &Shared) -> Vec<String> {
 fn record_operator_calls() -> BTreeSet<Call> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fake: Shared = Arc::default();
-    let clusters = seed(&fake);
+    let clusters = populate(&fake);
     let addr = rt.block_on(serve_fake(fake.clone()));
     let dir = std::env::temp_dir().join(format!("erlmcp-rbac-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -1558,7 +1558,7 @@ fn record_operator_calls() -> BTreeSet<Call> {
             .filter(|l| l.starts_with("DELETE ") && l.contains("/stale?"))
             .count();
         statuses
-            && pruned == erlmcp_operator::apply::managed_kinds(&ServerCapabilities::default()).len()
+            && pruned == erlmcp_operator::kinds::managed_kinds(&ServerCapabilities::default()).len()
     };
     while !done(&fake.lock().unwrap()) {
         if Instant::now() > deadline || child.try_wait().unwrap().is_some() {

@@ -201,12 +201,14 @@ pub fn common_labels(cluster: &ErlmcpCluster) -> BTreeMap<String, String> {
     labels
 }
 
-/// Label selector (as a string) of everything this operator manages for one cluster; used to
-/// list children for pruning.
-pub fn managed_selector(cluster_name: &str) -> String {
-    format!(
-        "app.kubernetes.io/managed-by={FIELD_MANAGER},app.kubernetes.io/instance={cluster_name}"
-    )
+/// Label selector (as a string) of everything this operator manages: for one cluster (to list
+/// its children for pruning), or for every cluster (`None`: the controller's watches).
+pub fn managed_selector(cluster_name: Option<&str>) -> String {
+    let managed_by = format!("app.kubernetes.io/managed-by={FIELD_MANAGER}");
+    match cluster_name {
+        Some(name) => format!("{managed_by},app.kubernetes.io/instance={name}"),
+        None => managed_by,
+    }
 }
 
 /// Pod label selector as a string (status.selector, for the scale subresource).
@@ -329,7 +331,8 @@ spec: {}
         )
     }
 
-    /// Seed 001's production Helm values, as an ErlmcpCluster.
+    /// The production Helm values of the erlmcp v3.0.0 Worldwide Production Deployment Guide, as an
+    /// ErlmcpCluster.
     pub fn production() -> ErlmcpCluster {
         cluster(include_str!("../../../config/samples/production.yaml"))
     }
