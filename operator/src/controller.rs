@@ -20,7 +20,7 @@ use crate::desired::{self, ServerCapabilities};
 use crate::kinds;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::reconcile::{error_policy, reconcile, Context, Events};
+use crate::reconcile::{error_policy, reconcile, Context};
 use crate::server::{self, ServerState};
 
 /// Settings of `run`.
@@ -168,7 +168,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         client.clone(),
         capabilities,
         metrics.clone(),
-        Events::Api(Recorder::new(client.clone(), reporter)),
+        Recorder::new(client.clone(), reporter),
     ));
     ready.store(true, Ordering::Relaxed);
 

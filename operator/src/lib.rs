@@ -5,6 +5,7 @@ pub mod apply;
 pub mod controller;
 pub mod desired;
 pub mod discovery;
+pub mod events;
 pub mod kinds;
 pub mod leader;
 pub mod metrics;
