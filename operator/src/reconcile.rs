@@ -18,7 +18,9 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::apply;
-use crate::desired::{self, BuildContext, Desired, Names, ServerCapabilities, GENERATED_PLACEHOLDER};
+use crate::desired::{
+    self, BuildContext, Desired, Names, ServerCapabilities, GENERATED_PLACEHOLDER,
+};
 use crate::events::{ChildReason, ChildRef, Events};
 use crate::metrics::Metrics;
 use crate::status::{self, Outcome};
@@ -268,10 +270,7 @@ fn fill_generated(
         let data: BTreeMap<String, String> = if is_tls {
             desired::generate_operator_ca(&names, validity)?
         } else {
-            BTreeMap::from([(
-                desired::COOKIE_KEY.to_string(),
-                desired::generate_cookie(),
-            )])
+            BTreeMap::from([(desired::COOKIE_KEY.to_string(), desired::generate_cookie())])
         };
         obj["stringData"] = serde_json::to_value(&data)?;
         debug_assert!(!obj.to_string().contains(GENERATED_PLACEHOLDER));

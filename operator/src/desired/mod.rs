@@ -179,6 +179,29 @@ impl Names {
             cluster: name,
         }
     }
+
+    /// In-cluster URL of the MCP endpoint (Streamable HTTP) behind the client Service.
+    pub fn mcp_url(&self, tls: bool, port: u16) -> String {
+        let scheme = if tls { "https" } else { "http" };
+        format!(
+            "{scheme}://{}.{}.svc:{port}/mcp",
+            self.client_service, self.namespace
+        )
+    }
+
+    /// In-cluster URL of the WebSocket endpoint behind the client Service.
+    pub fn websocket_url(&self, tls: bool, port: u16) -> String {
+        let scheme = if tls { "wss" } else { "ws" };
+        format!(
+            "{scheme}://{}.{}.svc:{port}/ws",
+            self.client_service, self.namespace
+        )
+    }
+
+    /// DNS name of the headless Service the peers use.
+    pub fn peers_host(&self) -> String {
+        format!("{}.{}.svc", self.headless, self.namespace)
+    }
 }
 
 /// Labels that select the cluster's pods. Never change after creation (selectors are immutable).
