@@ -260,8 +260,7 @@ impl FakeApi {
                 let query = req.uri().query().unwrap_or_default().to_string();
                 let content_type = header(req.headers(), "content-type");
                 let bytes = req.into_body().collect_bytes().await.unwrap();
-                let (code, out) = match fake.handle(&method, &path, &query, &content_type, &bytes)
-                {
+                let (code, out) = match fake.handle(&method, &path, &query, &content_type, &bytes) {
                     Reply::Json(code, v) => (code, v),
                     Reply::Watch => (
                         405,
