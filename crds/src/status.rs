@@ -15,7 +15,7 @@ pub struct ErlmcpClusterStatus {
     /// Pending, Creating, Running, Updating, Degraded, Failed or Paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
-    /// Healthy, Degraded, Partitioned or Unknown: the cluster as its members see it.
+    /// Healthy, Degraded, Partitioned, Unknown or Idle: the cluster as its members see it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<String>,
     /// Pods that exist.
@@ -130,4 +130,15 @@ pub mod phase {
     pub const DEGRADED: &str = "Degraded";
     pub const FAILED: &str = "Failed";
     pub const PAUSED: &str = "Paused";
+}
+
+/// Values of `status.health`: the cluster as its members see it.
+pub mod health {
+    /// Scaled to zero: no member is expected.
+    pub const IDLE: &str = "Idle";
+    /// No member has reported yet.
+    pub const UNKNOWN: &str = "Unknown";
+    pub const HEALTHY: &str = "Healthy";
+    pub const DEGRADED: &str = "Degraded";
+    pub const PARTITIONED: &str = "Partitioned";
 }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
+use erlmcp_crds::status::health;
 use erlmcp_crds::MemberStatus;
 
 /// A member whose last heartbeat is older than this counts as gone (pods write every ~30 s).
@@ -26,11 +27,11 @@ pub enum Health {
 impl Health {
     pub fn label(&self) -> &'static str {
         match self {
-            Health::Idle => "Idle",
-            Health::Unknown => "Unknown",
-            Health::Healthy => "Healthy",
-            Health::Degraded { .. } => "Degraded",
-            Health::Partitioned { .. } => "Partitioned",
+            Health::Idle => health::IDLE,
+            Health::Unknown => health::UNKNOWN,
+            Health::Healthy => health::HEALTHY,
+            Health::Degraded { .. } => health::DEGRADED,
+            Health::Partitioned { .. } => health::PARTITIONED,
         }
     }
 }
