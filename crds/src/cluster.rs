@@ -21,10 +21,11 @@ use crate::mcp::{McpSpec, SecretKeyRef};
 use crate::schema::optional_free_form_object;
 use crate::status::ErlmcpClusterStatus;
 
-/// A clustered MCP server: a StatefulSet of erlmcp pods that find each other, route sessions
-/// between them, and report their health here.
+/// Desired state of an ErlmcpCluster: every field is optional and has a sensible default.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[kube(
+    // The CRD's root description: what `kubectl explain erlmcpcluster` prints first.
+    doc = "A clustered MCP (Model Context Protocol) server: a StatefulSet of erlmcp pods that find each other, route sessions between them and report their health in this resource's status. The erlmcp operator turns the spec into the pods, their Services, ConfigMap, Secrets, RBAC, disruption budget, autoscaler and network policy.",
     group = "erlmcp.io",
     version = "v1alpha1",
     kind = "ErlmcpCluster",

@@ -1,4 +1,5 @@
-//! Schema fragments that schemars cannot derive: Kubernetes list-map markers and free-form objects.
+//! Schema fragments that schemars cannot derive: free-form objects. (The status lists' list-map
+//! markers live with the status types, in `status.rs`.)
 
 use schemars::{json_schema, Schema, SchemaGenerator};
 
@@ -15,24 +16,4 @@ pub fn optional_free_form_object(g: &mut SchemaGenerator) -> Schema {
     let mut s = free_form_object(g);
     s.insert("nullable".into(), true.into());
     s
-}
-
-fn list_map<T: schemars::JsonSchema>(g: &mut SchemaGenerator, key: &str) -> Schema {
-    let mut s = g.subschema_for::<Vec<T>>();
-    s.insert("x-kubernetes-list-type".into(), "map".into());
-    s.insert(
-        "x-kubernetes-list-map-keys".into(),
-        serde_json::json!([key]),
-    );
-    s
-}
-
-/// `status.members`: a list-map keyed by `name`, so each pod owns its own entry under server-side apply.
-pub fn members_list_map(g: &mut SchemaGenerator) -> Schema {
-    list_map::<crate::status::MemberStatus>(g, "name")
-}
-
-/// `status.conditions`: a list-map keyed by `type`, the shape of metav1.Condition lists.
-pub fn conditions_list_map(g: &mut SchemaGenerator) -> Schema {
-    list_map::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>(g, "type")
 }

@@ -2,10 +2,8 @@
 //! (each its own `members` entry), both with server-side apply under distinct field managers.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
-
-use crate::schema::{conditions_list_map, members_list_map};
 
 /// Observed state of an ErlmcpCluster.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -17,7 +15,7 @@ pub struct ErlmcpClusterStatus {
     /// Pending, Creating, Running, Updating, Degraded, Failed or Paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
-    /// Healthy, Degraded, Partitioned or Unknown: the cluster as its members see it.
+    /// Healthy, Degraded, Partitioned, Unknown or Idle: the cluster as its members see it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<String>,
     /// Pods that exist.
@@ -92,6 +90,27 @@ pub struct MemberStatus {
     pub last_heartbeat: Option<String>,
 }
 
+/// A list-map keyed by `key`: under server-side apply each entry has its own owner.
+fn list_map<T: JsonSchema>(g: &mut SchemaGenerator, key: &str) -> Schema {
+    let mut s = g.subschema_for::<Vec<T>>();
+    s.insert("x-kubernetes-list-type".into(), "map".into());
+    s.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!([key]),
+    );
+    s
+}
+
+/// `status.members`: a list-map keyed by `name`, so each pod owns its own entry under server-side apply.
+fn members_list_map(g: &mut SchemaGenerator) -> Schema {
+    list_map::<MemberStatus>(g, "name")
+}
+
+/// `status.conditions`: a list-map keyed by `type`, the shape of metav1.Condition lists.
+fn conditions_list_map(g: &mut SchemaGenerator) -> Schema {
+    list_map::<Condition>(g, "type")
+}
+
 /// Condition types the operator maintains.
 pub mod condition {
     pub const READY: &str = "Ready";
@@ -111,4 +130,15 @@ pub mod phase {
     pub const DEGRADED: &str = "Degraded";
     pub const FAILED: &str = "Failed";
     pub const PAUSED: &str = "Paused";
+}
+
+/// Values of `status.health`: the cluster as its members see it.
+pub mod health {
+    /// Scaled to zero: no member is expected.
+    pub const IDLE: &str = "Idle";
+    /// No member has reported yet.
+    pub const UNKNOWN: &str = "Unknown";
+    pub const HEALTHY: &str = "Healthy";
+    pub const DEGRADED: &str = "Degraded";
+    pub const PARTITIONED: &str = "Partitioned";
 }

@@ -4,69 +4,12 @@
 use std::collections::BTreeMap;
 
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::DynamicObject;
 use kube::Client;
 use serde_json::Value;
 
-use crate::build::{self, Child, ServerCapabilities, FIELD_MANAGER};
-
-/// Plural resource names of every kind the operator manages.
-fn plural(kind: &str) -> &'static str {
-    match kind {
-        "StatefulSet" => "statefulsets",
-        "Service" => "services",
-        "ConfigMap" => "configmaps",
-        "Secret" => "secrets",
-        "ServiceAccount" => "serviceaccounts",
-        "Role" => "roles",
-        "RoleBinding" => "rolebindings",
-        "PodDisruptionBudget" => "poddisruptionbudgets",
-        "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
-        "NetworkPolicy" => "networkpolicies",
-        "ServiceMonitor" => "servicemonitors",
-        "PrometheusRule" => "prometheusrules",
-        "Certificate" => "certificates",
-        other => panic!("unmanaged kind {other}"),
-    }
-}
-
-/// The API resource of `kind` at `api_version`.
-pub fn api_resource(api_version: &str, kind: &str) -> ApiResource {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural(kind))
-}
-
-/// Every kind the operator may own, at the versions this server serves.
-pub fn managed_kinds(caps: &ServerCapabilities) -> Vec<(String, String)> {
-    let mut kinds: Vec<(String, String)> = [
-        ("apps/v1", "StatefulSet"),
-        ("v1", "Service"),
-        ("v1", "ConfigMap"),
-        ("v1", "Secret"),
-        ("v1", "ServiceAccount"),
-        ("rbac.authorization.k8s.io/v1", "Role"),
-        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-        ("networking.k8s.io/v1", "NetworkPolicy"),
-    ]
-    .iter()
-    .map(|(v, k)| (v.to_string(), k.to_string()))
-    .collect();
-    kinds.push((caps.pdb_api_version.clone(), "PodDisruptionBudget".into()));
-    kinds.push((
-        caps.hpa_api_version.clone(),
-        "HorizontalPodAutoscaler".into(),
-    ));
-    if caps.service_monitor {
-        kinds.push(("monitoring.coreos.com/v1".into(), "ServiceMonitor".into()));
-    }
-    if caps.prometheus_rule {
-        kinds.push(("monitoring.coreos.com/v1".into(), "PrometheusRule".into()));
-    }
-    if caps.cert_manager {
-        kinds.push(("cert-manager.io/v1".into(), "Certificate".into()));
-    }
-    kinds
-}
+use crate::desired::{self, Child, ServerCapabilities, FIELD_MANAGER};
+use crate::kinds::{api_resource, managed_kinds};
 
 fn api_for(client: &Client, ns: &str, api_version: &str, kind: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &api_resource(api_version, kind))
@@ -152,7 +95,7 @@ pub async fn list_owned(
     owner_uid: &str,
     caps: &ServerCapabilities,
 ) -> kube::Result<Vec<Owned>> {
-    let lp = ListParams::default().labels(&build::managed_selector(cluster_name));
+    let lp = ListParams::default().labels(&desired::managed_selector(Some(cluster_name)));
     let mut out = Vec::new();
     for (version, kind) in managed_kinds(caps) {
         let list = api_for(client, ns, &version, &kind).list(&lp).await?;
@@ -168,7 +111,7 @@ pub async fn list_owned(
                 .metadata
                 .annotations
                 .as_ref()
-                .is_some_and(|a| a.contains_key(build::GENERATED_ANNOTATION));
+                .is_some_and(|a| a.contains_key(desired::GENERATED_ANNOTATION));
             out.push(Owned {
                 api_version: version.clone(),
                 kind: kind.clone(),
@@ -184,7 +127,7 @@ pub async fn list_owned(
 
 /// Owned objects the desired set no longer has. Generated Secrets are kept (they are created
 /// once and never rewritten; garbage collection removes them with the cluster).
-pub fn stale<'a>(owned: &'a [Owned], desired: &build::Desired) -> Vec<&'a Owned> {
+pub fn stale<'a>(owned: &'a [Owned], desired: &desired::Desired) -> Vec<&'a Owned> {
     owned
         .iter()
         .filter(|o| !o.generated)
@@ -192,7 +135,8 @@ pub fn stale<'a>(owned: &'a [Owned], desired: &build::Desired) -> Vec<&'a Owned>
         .collect()
 }
 
-/// Delete a pruned object (foreground, so its dependents go first).
+/// Delete a pruned object. Background propagation: the object goes at once and the garbage
+/// collector removes its dependents (a StatefulSet's pods) afterwards.
 pub async fn delete(client: &Client, ns: &str, o: &Owned) -> kube::Result<()> {
     let api = api_for(client, ns, &o.api_version, &o.kind);
     match api
@@ -225,35 +169,4 @@ pub async fn secret_data(
             .map(|(k, v)| (k, v.0))
             .collect()
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plurals_cover_every_built_kind() {
-        let c = crate::build::fixtures::production();
-        let d = build::build(&c, &build::BuildContext::new(ServerCapabilities::default()));
-        for child in d.all() {
-            let ar = api_resource(&child.api_version, &child.kind);
-            assert_eq!(ar.kind, child.kind);
-            assert!(
-                managed_kinds(&ServerCapabilities::default())
-                    .iter()
-                    .any(|(_, k)| k == &child.kind),
-                "{}",
-                child.kind
-            );
-        }
-        assert_eq!(
-            api_resource("policy/v1beta1", "PodDisruptionBudget").group,
-            "policy"
-        );
-        assert_eq!(api_resource("v1", "Service").group, "");
-        assert_eq!(
-            api_resource("networking.k8s.io/v1", "NetworkPolicy").plural,
-            "networkpolicies"
-        );
-    }
 }

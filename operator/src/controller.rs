@@ -8,10 +8,6 @@ use std::time::Duration;
 
 use erlmcp_crds::ErlmcpCluster;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::Api;
 use kube::core::DynamicObject;
 use kube::runtime::events::{Recorder, Reporter};
@@ -20,11 +16,11 @@ use kube::Client;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::apply::api_resource;
-use crate::build::{self, ServerCapabilities};
+use crate::desired::{self, ServerCapabilities};
+use crate::kinds;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::reconcile::{error_policy, reconcile, Context, Events};
+use crate::reconcile::{error_policy, reconcile, Context};
 use crate::server::{self, ServerState};
 
 /// Settings of `run`.
@@ -66,33 +62,20 @@ async fn run_controller(ctx: Arc<Context>, ns: Option<String>, shutdown: watch::
     let client = ctx.client.clone();
     let ns = ns.as_deref();
     // Children are watched by our label only, so the caches hold our objects, not the cluster's.
-    let owned = watcher::Config::default().labels(&format!(
-        "app.kubernetes.io/managed-by={}",
-        build::FIELD_MANAGER
-    ));
-    let caps = &ctx.capabilities;
-    let pdb = api_resource(&caps.pdb_api_version, "PodDisruptionBudget");
-    let hpa = api_resource(&caps.hpa_api_version, "HorizontalPodAutoscaler");
+    let owned = watcher::Config::default().labels(&desired::managed_selector(None));
     let dynamic = |ar: &kube::core::ApiResource| match ns {
         Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, ar),
         None => Api::<DynamicObject>::all_with(client.clone(), ar),
     };
     let mut stop = shutdown.clone();
     let store_metrics = ctx.metrics.clone();
-    let controller = Controller::new(
-        api::<ErlmcpCluster>(&client, ns),
-        watcher::Config::default(),
-    )
-    .owns(api::<StatefulSet>(&client, ns), owned.clone())
-    .owns(api::<Service>(&client, ns), owned.clone())
-    .owns(api::<ConfigMap>(&client, ns), owned.clone())
-    .owns(api::<Secret>(&client, ns), owned.clone())
-    .owns(api::<ServiceAccount>(&client, ns), owned.clone())
-    .owns(api::<Role>(&client, ns), owned.clone())
-    .owns(api::<RoleBinding>(&client, ns), owned.clone())
-    .owns(api::<NetworkPolicy>(&client, ns), owned.clone())
-    .owns_with(dynamic(&pdb), pdb.clone(), owned.clone())
-    .owns_with(dynamic(&hpa), hpa.clone(), owned.clone());
+    let controller = kinds::watched(&ctx.capabilities).into_iter().fold(
+        Controller::new(
+            api::<ErlmcpCluster>(&client, ns),
+            watcher::Config::default(),
+        ),
+        |controller, ar| controller.owns_with(dynamic(&ar), ar, owned.clone()),
+    );
     let store = controller.store();
     controller
         .graceful_shutdown_on(async move {
@@ -178,14 +161,14 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let capabilities = discover(&client).await;
     info!(?capabilities, namespaces = ?cfg.namespaces, "discovered the API server");
     let reporter = Reporter {
-        controller: build::FIELD_MANAGER.into(),
+        controller: desired::FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
         capabilities,
         metrics.clone(),
-        Events::Api(Recorder::new(client.clone(), reporter)),
+        Recorder::new(client.clone(), reporter),
     ));
     ready.store(true, Ordering::Relaxed);
 

@@ -3,7 +3,7 @@
 
 use kube::Client;
 
-use crate::build::ServerCapabilities;
+use crate::desired::ServerCapabilities;
 
 /// Whether `group/version` serves `kind`.
 async fn serves(client: &Client, group_version: &str, kind: &str) -> kube::Result<bool> {

@@ -2,9 +2,11 @@
 //! MCP server, and reports what the pods say back into the resource's status.
 
 pub mod apply;
-pub mod build;
 pub mod controller;
+pub mod desired;
 pub mod discovery;
+pub mod events;
+pub mod kinds;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use erlmcp_operator::build::ServerCapabilities;
 use erlmcp_operator::controller::{parse_namespaces, RunConfig};
+use erlmcp_operator::desired::ServerCapabilities;
 use erlmcp_operator::render::{render, RenderError};
 
 #[derive(Parser)]

@@ -1,22 +1,27 @@
-//! One reconcile: validate -> ensure generated secrets -> build -> apply -> prune -> status.
+//! One reconcile, as its pipeline: validate -> ensure generated secrets -> read secret data ->
+//! build -> apply children -> prune -> report status and events. Each step is a function, and
+//! each step that can fail has its own error variant.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use erlmcp_crds::validate::validate;
-use erlmcp_crds::ErlmcpCluster;
+use erlmcp_crds::status::{condition, phase};
+use erlmcp_crds::validate::{validate, FieldError};
+use erlmcp_crds::{ErlmcpCluster, ErlmcpClusterStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::apply;
-use crate::build::{self, BuildContext, Names, ServerCapabilities, GENERATED_PLACEHOLDER};
+use crate::desired::{
+    self, BuildContext, Desired, Names, ServerCapabilities, GENERATED_PLACEHOLDER,
+};
+use crate::events::{ChildReason, ChildRef, Events};
 use crate::metrics::Metrics;
 use crate::status::{self, Outcome};
 
@@ -29,12 +34,6 @@ pub const CONVERGING: Duration = Duration::from_secs(15);
 /// Error backoff: base, doubling per consecutive failure, capped.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
-
-/// Where events go: the API server, or memory (tests).
-pub enum Events {
-    Api(Recorder),
-    Memory(Mutex<Vec<(String, String, String)>>),
-}
 
 /// Shared by every reconcile.
 pub struct Context {
@@ -51,87 +50,41 @@ impl Context {
         client: Client,
         capabilities: ServerCapabilities,
         metrics: Metrics,
-        events: Events,
+        recorder: Recorder,
     ) -> Self {
         Self {
             client,
             capabilities,
-            default_image: build::default_image(),
+            default_image: desired::default_image(),
             metrics,
-            events,
+            events: Events::new(recorder),
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn event(&self, cluster: &ErlmcpCluster, warning: bool, reason: &str, note: String) {
-        self.publish(cluster, None, warning, reason, note).await
-    }
-
-    /// An event about a child: the child is the event's related object, which also keeps the
-    /// recorder from folding events about different children into one series.
-    async fn child_event(
-        &self,
-        cluster: &ErlmcpCluster,
-        child: &build::Child,
-        reason: &str,
-        note: String,
-    ) {
-        let related = ObjectReference {
-            api_version: Some(child.api_version.clone()),
-            kind: Some(child.kind.clone()),
-            name: Some(child.name.clone()),
-            namespace: cluster.namespace(),
-            ..Default::default()
-        };
-        self.publish(cluster, Some(related), false, reason, note)
-            .await
-    }
-
-    async fn publish(
-        &self,
-        cluster: &ErlmcpCluster,
-        secondary: Option<ObjectReference>,
-        warning: bool,
-        reason: &str,
-        note: String,
-    ) {
-        match &self.events {
-            Events::Api(recorder) => {
-                let ev = Event {
-                    type_: if warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: reason.into(),
-                    note: Some(note.chars().take(1000).collect()),
-                    action: "Reconcile".into(),
-                    secondary,
-                };
-                if let Err(e) = recorder.publish(&ev, &cluster.object_ref(&())).await {
-                    warn!(error = %e, reason, "could not publish event");
-                }
-            }
-            Events::Memory(list) => list.lock().expect("events lock").push((
-                if warning { "Warning" } else { "Normal" }.into(),
-                reason.into(),
-                note,
-            )),
-        }
-    }
-
-    /// Events recorded in memory (tests).
-    pub fn recorded_events(&self) -> Vec<(String, String, String)> {
-        match &self.events {
-            Events::Memory(list) => list.lock().expect("events lock").clone(),
-            Events::Api(_) => Vec::new(),
-        }
+    fn count(&self, result: &str) {
+        self.metrics
+            .reconciliations
+            .with_label_values(&[result])
+            .inc();
     }
 }
 
-/// Why a reconcile failed.
+/// Why a reconcile failed: one variant per step that can.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("reading the StatefulSet: {0}")]
+    ReadStatefulSet(#[source] kube::Error),
+    #[error("creating a generated Secret: {0}")]
+    GeneratedSecret(#[source] anyhow::Error),
+    #[error("reading Secret {name}: {source}")]
+    ReadSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("listing owned children: {0}")]
+    ListOwned(#[source] kube::Error),
     #[error("applying {kind}/{name}: {source}")]
     Apply {
         kind: String,
@@ -139,111 +92,47 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Other(#[from] anyhow::Error),
+    #[error("pruning {kind}/{name}: {source}")]
+    Prune {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the status: {0}")]
+    WriteStatus(#[source] kube::Error),
 }
 
 impl Error {
     /// Low-cardinality label for the errors metric.
     pub fn reason(&self) -> &'static str {
-        let api_code = match self {
-            Error::Apply {
-                source: kube::Error::Api(e),
-                ..
-            }
-            | Error::Kube(kube::Error::Api(e)) => Some(e.code),
+        let api = match self {
+            Error::ReadStatefulSet(e)
+            | Error::ReadSecret { source: e, .. }
+            | Error::ListOwned(e)
+            | Error::Apply { source: e, .. }
+            | Error::Prune { source: e, .. }
+            | Error::WriteStatus(e) => Some(e),
+            Error::GeneratedSecret(_) => None,
+        };
+        let code = match api {
+            Some(kube::Error::Api(e)) => Some(e.code),
             _ => None,
         };
-        match (self, api_code) {
+        match (self, code) {
             (_, Some(409)) => "Conflict",
             (_, Some(403)) => "Forbidden",
             (_, Some(422)) => "Invalid",
             (_, Some(c)) if c >= 500 => "ServerError",
             (Error::Apply { .. }, _) => "ApplyFailed",
-            (Error::Kube(_), _) => "ApiError",
-            (Error::Other(_), _) => "Internal",
+            (Error::GeneratedSecret(_), _) => "Internal",
+            _ => "ApiError",
         }
     }
 }
 
 fn key(c: &ErlmcpCluster) -> String {
     format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any())
-}
-
-/// Fill a generated object's placeholders right before it is created.
-fn fill_generated(
-    child: &build::Child,
-    names: &Names,
-    cluster: &ErlmcpCluster,
-) -> impl FnOnce(&mut Value) -> anyhow::Result<()> {
-    let is_tls = child.name == names.tls_secret;
-    let names = names.clone();
-    let validity = cluster
-        .spec
-        .tls
-        .as_ref()
-        .and_then(|t| t.operator_ca.as_ref())
-        .map_or(365, |ca| ca.validity_days);
-    move |obj: &mut Value| {
-        let data: BTreeMap<String, String> = if is_tls {
-            build::generate_operator_ca(&names, validity)?
-        } else {
-            BTreeMap::from([(build::COOKIE_KEY.to_string(), build::generate_cookie())])
-        };
-        obj["stringData"] = serde_json::to_value(&data)?;
-        debug_assert!(!obj.to_string().contains(GENERATED_PLACEHOLDER));
-        Ok(())
-    }
-}
-
-async fn patch_status(
-    client: &Client,
-    cluster: &ErlmcpCluster,
-    st: &erlmcp_crds::ErlmcpClusterStatus,
-) -> kube::Result<()> {
-    let api: Api<ErlmcpCluster> =
-        Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": ErlmcpCluster::api_version(&()),
-        "kind": ErlmcpCluster::kind(&()),
-        "status": st,
-    });
-    api.patch_status(
-        &cluster.name_any(),
-        &PatchParams::apply(STATUS_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn current_statefulset(
-    client: &Client,
-    cluster: &ErlmcpCluster,
-) -> kube::Result<Option<StatefulSet>> {
-    let api: Api<StatefulSet> =
-        Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
-    api.get_opt(&cluster.name_any()).await
-}
-
-async fn report(
-    ctx: &Context,
-    cluster: &ErlmcpCluster,
-    sts: Option<&StatefulSet>,
-    outcome: &Outcome,
-    skipped: &[String],
-) -> kube::Result<erlmcp_crds::ErlmcpClusterStatus> {
-    let st = status::compute(&status::Observed {
-        cluster,
-        statefulset: sts,
-        outcome,
-        skipped,
-        now: chrono::Utc::now(),
-    });
-    patch_status(&ctx.client, cluster, &st).await?;
-    Ok(st)
 }
 
 /// Reconcile one ErlmcpCluster.
@@ -264,128 +153,221 @@ pub async fn reconcile(cluster: Arc<ErlmcpCluster>, ctx: Arc<Context>) -> Result
 }
 
 async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Action, Error> {
-    let ns = cluster.namespace().unwrap_or_default();
-    let client = &ctx.client;
-
-    // An invalid spec is a condition, not a retry loop: wait for the next change.
     let problems = validate(cluster);
     if !problems.is_empty() {
-        let text = problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        let already = cluster.status.as_ref().is_some_and(|s| {
-            s.observed_generation == cluster.metadata.generation
-                && s.phase.as_deref() == Some("Failed")
-        });
-        if !already {
-            ctx.event(cluster, true, "InvalidSpec", text.clone()).await;
-        }
-        warn!(problems = %text, "invalid spec; nothing applied");
-        let sts = current_statefulset(client, cluster).await?;
-        report(ctx, cluster, sts.as_ref(), &Outcome::Invalid(problems), &[]).await?;
-        ctx.metrics
-            .reconciliations
-            .with_label_values(&["invalid"])
-            .inc();
-        return Ok(Action::await_change());
+        return report_invalid(ctx, cluster, problems).await;
     }
-
     if cluster.spec.paused {
-        let sts = current_statefulset(client, cluster).await?;
-        report(ctx, cluster, sts.as_ref(), &Outcome::Paused, &[]).await?;
-        ctx.metrics
-            .reconciliations
-            .with_label_values(&["paused"])
-            .inc();
-        return Ok(Action::requeue(RESYNC));
+        return report_paused(ctx, cluster).await;
     }
-
     let names = Names::of(cluster);
-    let mut bctx = BuildContext {
-        default_image: ctx.default_image.clone(),
-        capabilities: ctx.capabilities.clone(),
-        secret_data: BTreeMap::new(),
+    ensure_generated_secrets(ctx, cluster, &names).await?;
+    let secrets = read_secret_data(ctx, cluster, &names).await?;
+    let desired = desired::build(
+        cluster,
+        &BuildContext {
+            default_image: ctx.default_image.clone(),
+            capabilities: ctx.capabilities.clone(),
+            secret_data: secrets.data,
+        },
+    );
+    let owned = list_owned(ctx, cluster, &names).await?;
+    let applied = apply_children(ctx, cluster, &desired, &owned).await?;
+    // Prune only when everything applied: a half-applied state is no basis for deleting.
+    let failure = match applied.failure {
+        Some(e) => Some(e),
+        None => prune(ctx, cluster, &owned, &desired).await.err(),
     };
+    report_status_and_events(
+        ctx,
+        cluster,
+        Reconciled {
+            statefulset: applied.statefulset,
+            failure,
+            skipped: &desired.skipped,
+            missing_secrets: &secrets.missing,
+        },
+    )
+    .await
+}
 
-    // Generated secrets first: created once, never rewritten.
-    for child in &build::generated(cluster, &names) {
-        let created =
-            apply::create_once(client, &ns, child, fill_generated(child, &names, cluster))
-                .await
-                .map_err(Error::Other)?;
+/// An invalid spec is a condition, not a retry loop: report it and wait for the next change.
+async fn report_invalid(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+    problems: Vec<FieldError>,
+) -> Result<Action, Error> {
+    let text = problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let already = cluster.status.as_ref().is_some_and(|s| {
+        s.observed_generation == cluster.metadata.generation
+            && s.phase.as_deref() == Some(phase::FAILED)
+    });
+    if !already {
+        ctx.events
+            .cluster(cluster, true, "InvalidSpec", &text)
+            .await;
+    }
+    warn!(problems = %text, "invalid spec; nothing applied");
+    let sts = current_statefulset(ctx, cluster).await?;
+    write_status(ctx, cluster, sts.as_ref(), &Outcome::Invalid(problems), &[]).await?;
+    ctx.count("invalid");
+    Ok(Action::await_change())
+}
+
+/// `spec.paused`: apply nothing, still report what is there.
+async fn report_paused(ctx: &Context, cluster: &ErlmcpCluster) -> Result<Action, Error> {
+    let sts = current_statefulset(ctx, cluster).await?;
+    write_status(ctx, cluster, sts.as_ref(), &Outcome::Paused, &[]).await?;
+    ctx.count("paused");
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Generated Secrets first: created once, never rewritten.
+async fn ensure_generated_secrets(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+    names: &Names,
+) -> Result<(), Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    for child in &desired::generated(cluster, names) {
+        let created = apply::create_once(
+            &ctx.client,
+            &ns,
+            child,
+            fill_generated(child, names, cluster),
+        )
+        .await
+        .map_err(Error::GeneratedSecret)?;
         if created {
             info!(kind = %child.kind, name = %child.name, "created");
-            ctx.child_event(
-                cluster,
-                child,
-                "Created",
-                format!("created {} {} (generated once)", child.kind, child.name),
-            )
-            .await;
+            ctx.events
+                .child(cluster, child_ref(child), ChildReason::Generated)
+                .await;
         }
     }
+    Ok(())
+}
 
-    // Contents of every mounted Secret feed the pod-template checksum.
-    let mut missing = Vec::new();
-    for secret in build::mounted_secrets(cluster, &names) {
-        match apply::secret_data(client, &ns, &secret).await? {
-            Some(data) => {
-                bctx.secret_data.insert(secret, data);
+/// Fill a generated object's placeholders right before it is created.
+fn fill_generated(
+    child: &desired::Child,
+    names: &Names,
+    cluster: &ErlmcpCluster,
+) -> impl FnOnce(&mut Value) -> anyhow::Result<()> {
+    let is_tls = child.name == names.tls_secret;
+    let names = names.clone();
+    let validity = cluster
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.operator_ca.as_ref())
+        .map_or(365, |ca| ca.validity_days);
+    move |obj: &mut Value| {
+        let data: BTreeMap<String, String> = if is_tls {
+            desired::generate_operator_ca(&names, validity)?
+        } else {
+            BTreeMap::from([(desired::COOKIE_KEY.to_string(), desired::generate_cookie())])
+        };
+        obj["stringData"] = serde_json::to_value(&data)?;
+        debug_assert!(!obj.to_string().contains(GENERATED_PLACEHOLDER));
+        Ok(())
+    }
+}
+
+/// The Secrets the pods mount: their contents (which feed the pod-template checksum) and the
+/// names of those that do not exist.
+struct SecretData {
+    data: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    missing: Vec<String>,
+}
+
+async fn read_secret_data(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+    names: &Names,
+) -> Result<SecretData, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let mut out = SecretData {
+        data: BTreeMap::new(),
+        missing: Vec::new(),
+    };
+    for name in desired::mounted_secrets(cluster, names) {
+        match apply::secret_data(&ctx.client, &ns, &name).await {
+            Ok(Some(data)) => {
+                out.data.insert(name, data);
             }
-            None => missing.push(secret),
+            Ok(None) => out.missing.push(name),
+            Err(source) => return Err(Error::ReadSecret { name, source }),
         }
     }
+    Ok(out)
+}
 
-    let desired = build::build(cluster, &bctx);
+/// What we own already (for events and pruning).
+async fn list_owned(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+    names: &Names,
+) -> Result<Vec<apply::Owned>, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
     let uid = cluster.uid().unwrap_or_default();
-    let owned = apply::list_owned(client, &ns, &names.cluster, &uid, &ctx.capabilities).await?;
-    let before: HashMap<(String, String), &apply::Owned> = owned
+    apply::list_owned(&ctx.client, &ns, &names.cluster, &uid, &ctx.capabilities)
+        .await
+        .map_err(Error::ListOwned)
+}
+
+/// What applying the children did.
+struct Applied {
+    /// The StatefulSet as the server stored it, when it applied.
+    statefulset: Option<StatefulSet>,
+    /// The first failure: the other children were still applied.
+    failure: Option<Error>,
+}
+
+/// Server-side apply every child; an event for each one created or changed, and for a scale.
+async fn apply_children(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+    desired: &Desired,
+    owned: &[apply::Owned],
+) -> Result<Applied, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let before: HashMap<(&str, &str), &apply::Owned> = owned
         .iter()
-        .map(|o| ((o.kind.clone(), o.name.clone()), o))
+        .map(|o| ((o.kind.as_str(), o.name.as_str()), o))
         .collect();
-    let previous_replicas = current_statefulset(client, cluster)
+    let previous_replicas = current_statefulset(ctx, cluster)
         .await?
         .and_then(|s| s.spec)
         .and_then(|s| s.replicas);
-
-    let mut sts: Option<StatefulSet> = None;
-    let mut failure: Option<Error> = None;
+    let mut applied = Applied {
+        statefulset: None,
+        failure: None,
+    };
     for child in &desired.apply {
-        match apply::apply(client, &ns, child).await {
+        match apply::apply(&ctx.client, &ns, child).await {
             Ok(obj) => {
-                let k = (child.kind.clone(), child.name.clone());
-                match before.get(&k) {
-                    None => {
-                        ctx.child_event(
-                            cluster,
-                            child,
-                            "Created",
-                            format!("created {} {}", child.kind, child.name),
-                        )
-                        .await;
-                    }
-                    Some(o) if o.changed_by(&obj) => {
-                        ctx.child_event(
-                            cluster,
-                            child,
-                            "Updated",
-                            format!("updated {} {}", child.kind, child.name),
-                        )
-                        .await;
-                    }
-                    Some(_) => {}
+                let why = match before.get(&(child.kind.as_str(), child.name.as_str())) {
+                    None => Some(ChildReason::Created),
+                    Some(o) if o.changed_by(&obj) => Some(ChildReason::Updated),
+                    Some(_) => None,
+                };
+                if let Some(why) = why {
+                    ctx.events.child(cluster, child_ref(child), why).await;
                 }
                 if child.kind == "StatefulSet" {
-                    sts = serde_json::to_value(&obj)
+                    applied.statefulset = serde_json::to_value(&obj)
                         .ok()
                         .and_then(|v| serde_json::from_value(v).ok());
                 }
             }
             Err(source) => {
                 warn!(kind = %child.kind, name = %child.name, error = %source, "apply failed");
-                failure.get_or_insert(Error::Apply {
+                applied.failure.get_or_insert(Error::Apply {
                     kind: child.kind.clone(),
                     name: child.name.clone(),
                     source,
@@ -393,115 +375,176 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
             }
         }
     }
-
-    if let (Some(prev), Some(now)) = (
-        previous_replicas,
-        sts.as_ref()
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.replicas),
-    ) {
-        if now > prev {
-            ctx.event(
-                cluster,
-                false,
-                "ScaledUp",
-                format!("scaled from {prev} to {now} pods"),
-            )
-            .await;
-        } else if now < prev {
-            ctx.event(
-                cluster,
-                false,
-                "ScaledDown",
-                format!("scaled from {prev} to {now} pods"),
-            )
-            .await;
+    let now_replicas = applied
+        .statefulset
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas);
+    if let (Some(prev), Some(now)) = (previous_replicas, now_replicas) {
+        let reason = match now.cmp(&prev) {
+            std::cmp::Ordering::Greater => Some("ScaledUp"),
+            std::cmp::Ordering::Less => Some("ScaledDown"),
+            std::cmp::Ordering::Equal => None,
+        };
+        if let Some(reason) = reason {
+            let note = format!("scaled from {prev} to {now} pods");
+            ctx.events.cluster(cluster, false, reason, &note).await;
         }
     }
+    Ok(applied)
+}
 
-    // Prune only when everything applied: a half-applied state is no basis for deleting.
-    if failure.is_none() {
-        for o in apply::stale(&owned, &desired) {
-            match apply::delete(client, &ns, o).await {
-                Ok(()) => {
-                    info!(kind = %o.kind, name = %o.name, "pruned");
-                    let gone = build::Child {
-                        api_version: o.api_version.clone(),
-                        kind: o.kind.clone(),
-                        name: o.name.clone(),
-                        object: Value::Null,
-                    };
-                    ctx.child_event(
-                        cluster,
-                        &gone,
-                        "Pruned",
-                        format!("deleted {} {}: no longer in the spec", o.kind, o.name),
-                    )
-                    .await;
-                }
-                Err(e) => {
-                    failure.get_or_insert(Error::Kube(e));
-                }
+/// Delete the owned children the spec no longer asks for; every one is tried, the first
+/// failure returned.
+async fn prune(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+    owned: &[apply::Owned],
+    desired: &Desired,
+) -> Result<(), Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let mut failure = None;
+    for o in apply::stale(owned, desired) {
+        match apply::delete(&ctx.client, &ns, o).await {
+            Ok(()) => {
+                info!(kind = %o.kind, name = %o.name, "pruned");
+                let gone = ChildRef {
+                    api_version: &o.api_version,
+                    kind: &o.kind,
+                    name: &o.name,
+                };
+                ctx.events.child(cluster, gone, ChildReason::Pruned).await;
+            }
+            Err(source) => {
+                failure.get_or_insert(Error::Prune {
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                    source,
+                });
             }
         }
     }
+    failure.map_or(Ok(()), Err)
+}
 
-    if sts.is_none() {
-        sts = current_statefulset(client, cluster).await?;
-    }
-    let outcome = match &failure {
+/// What the apply and prune steps leave for the report.
+struct Reconciled<'a> {
+    statefulset: Option<StatefulSet>,
+    failure: Option<Error>,
+    skipped: &'a [String],
+    missing_secrets: &'a [String],
+}
+
+/// Write the status, publish what went wrong, and choose when to come back.
+async fn report_status_and_events(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+    done: Reconciled<'_>,
+) -> Result<Action, Error> {
+    let sts = match done.statefulset {
+        Some(sts) => Some(sts),
+        None => current_statefulset(ctx, cluster).await?,
+    };
+    let outcome = match &done.failure {
         Some(e) => Outcome::Failed(e.to_string()),
-        None if !missing.is_empty() => Outcome::MissingSecrets(missing.clone()),
+        None if !done.missing_secrets.is_empty() => {
+            Outcome::MissingSecrets(done.missing_secrets.to_vec())
+        }
         None => Outcome::Applied,
     };
-    for note in &desired.skipped {
+    for note in done.skipped {
+        // Once per cause: the status already carries the ones published before.
         let already = cluster
             .status
             .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "ReconcileSuccess"))
+            .and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == condition::RECONCILE_SUCCESS)
+            })
             .is_some_and(|c| c.message.contains(note.as_str()));
         if !already {
-            ctx.event(cluster, true, "Skipped", note.clone()).await;
+            ctx.events.cluster(cluster, true, "Skipped", note).await;
         }
     }
-    let st = report(ctx, cluster, sts.as_ref(), &outcome, &desired.skipped).await?;
+    let st = write_status(ctx, cluster, sts.as_ref(), &outcome, done.skipped).await?;
 
-    if let Some(e) = failure {
-        ctx.event(cluster, true, "ReconcileError", e.to_string())
+    if let Some(e) = done.failure {
+        ctx.events
+            .cluster(cluster, true, "ReconcileError", &e.to_string())
             .await;
         return Err(e);
     }
-    if !missing.is_empty() {
-        ctx.event(
-            cluster,
-            true,
-            "SecretNotFound",
-            format!("missing Secrets: {}", missing.join(", ")),
-        )
-        .await;
-        ctx.metrics
-            .reconciliations
-            .with_label_values(&["error"])
-            .inc();
+    if !done.missing_secrets.is_empty() {
+        let note = format!("missing Secrets: {}", done.missing_secrets.join(", "));
+        ctx.events
+            .cluster(cluster, true, "SecretNotFound", &note)
+            .await;
+        ctx.count("error");
         return Ok(Action::requeue(CONVERGING));
     }
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["success"])
-        .inc();
+    ctx.count("success");
     let ready = st
         .conditions
         .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+        .any(|c| c.type_ == condition::READY && c.status == "True");
     Ok(Action::requeue(if ready { RESYNC } else { CONVERGING }))
+}
+
+fn child_ref(child: &desired::Child) -> ChildRef<'_> {
+    ChildRef {
+        api_version: &child.api_version,
+        kind: &child.kind,
+        name: &child.name,
+    }
+}
+
+async fn current_statefulset(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+) -> Result<Option<StatefulSet>, Error> {
+    let api: Api<StatefulSet> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    api.get_opt(&cluster.name_any())
+        .await
+        .map_err(Error::ReadStatefulSet)
+}
+
+/// Compute the operator's part of the status and write it under its own field manager.
+async fn write_status(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+    sts: Option<&StatefulSet>,
+    outcome: &Outcome,
+    skipped: &[String],
+) -> Result<ErlmcpClusterStatus, Error> {
+    let st = status::compute(&status::Observed {
+        cluster,
+        statefulset: sts,
+        outcome,
+        skipped,
+        now: chrono::Utc::now(),
+    });
+    let api: Api<ErlmcpCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": ErlmcpCluster::api_version(&()),
+        "kind": ErlmcpCluster::kind(&()),
+        "status": &st,
+    });
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::apply(STATUS_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
+    Ok(st)
 }
 
 /// Exponential backoff per object, capped.
 pub fn error_policy(cluster: Arc<ErlmcpCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconciliations
-        .with_label_values(&["error"])
-        .inc();
+    ctx.count("error");
     ctx.metrics
         .errors
         .with_label_values(&[error.reason()])

@@ -6,7 +6,7 @@ use erlmcp_crds::validate::{validate, FieldError};
 use erlmcp_crds::ErlmcpCluster;
 use serde::Deserialize;
 
-use crate::build::{build, BuildContext, ServerCapabilities};
+use crate::desired::{build, BuildContext, ServerCapabilities};
 
 /// Why rendering failed.
 #[derive(Debug, thiserror::Error)]

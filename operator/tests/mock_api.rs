@@ -2,206 +2,20 @@
 //! sends, their bodies, and how it handles errors. The fake server keeps objects in memory so
 //! that multi-step scenarios (a spec change, pruning) see what earlier steps stored.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use erlmcp_crds::ErlmcpCluster;
-use erlmcp_operator::build::ServerCapabilities;
+use erlmcp_operator::desired::{ServerCapabilities, FIELD_MANAGER};
 use erlmcp_operator::metrics::Metrics;
-use erlmcp_operator::reconcile::{error_policy, reconcile, Context, Events};
-use http::{Request, Response, StatusCode};
-use kube::client::Body;
+use erlmcp_operator::reconcile::{error_policy, reconcile, Context};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use serde_json::{json, Value};
-
-/// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    body: Value,
-}
-
-impl Seen {
-    fn line(&self) -> String {
-        format!("{} {}", self.method, self.path)
-    }
-}
-
-type FailFn = dyn Fn(&str, &str) -> Option<u16> + Send + Sync;
-
-#[derive(Default)]
-struct FakeState {
-    objects: BTreeMap<String, Value>,
-    seen: Vec<Seen>,
-    rv: u64,
-}
-
-/// An in-memory API server behind a tower_test mock.
-struct FakeApi {
-    state: Arc<Mutex<FakeState>>,
-    fail: Arc<Mutex<Option<Box<FailFn>>>>,
-}
-
-fn status_body(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "message": message, "reason": reason, "code": code})
-}
-
-impl FakeApi {
-    fn start() -> (Client, FakeApi) {
-        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let state = Arc::new(Mutex::new(FakeState::default()));
-        let fail: Arc<Mutex<Option<Box<FailFn>>>> = Arc::new(Mutex::new(None));
-        let (st, fl) = (state.clone(), fail.clone());
-        tokio::spawn(async move {
-            while let Some((req, send)) = handle.next_request().await {
-                let method = req.method().to_string();
-                let path = req.uri().path().to_string();
-                let query = req.uri().query().unwrap_or_default().to_string();
-                let bytes = req.into_body().collect_bytes().await.unwrap();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let injected = fl.lock().unwrap().as_ref().and_then(|f| f(&method, &path));
-                let (code, out) = {
-                    let mut s = st.lock().unwrap();
-                    s.seen.push(Seen {
-                        method: method.clone(),
-                        path: path.clone(),
-                        query: query.clone(),
-                        body: body.clone(),
-                    });
-                    match injected {
-                        Some(code) => (code, status_body(code, "Injected", "injected failure")),
-                        None => Self::handle(&mut s, &method, &path, body),
-                    }
-                };
-                let resp = Response::builder()
-                    .status(StatusCode::from_u16(code).unwrap())
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&out).unwrap()))
-                    .unwrap();
-                send.send_response(resp);
-            }
-        });
-        (Client::new(svc, "default"), FakeApi { state, fail })
-    }
-
-    fn handle(s: &mut FakeState, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let (base, sub) = match path.strip_suffix("/status") {
-            Some(b) if path.contains("/erlmcpclusters/") => (b.to_string(), Some("status")),
-            _ => (path.to_string(), None),
-        };
-        match method {
-            "GET" => {
-                if let Some(obj) = s.objects.get(&base) {
-                    return (200, obj.clone());
-                }
-                // A collection: every stored object directly under this path.
-                let prefix = format!("{base}/");
-                let items: Vec<Value> = s
-                    .objects
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
-                    .map(|(_, v)| v.clone())
-                    .collect();
-                let is_collection = base
-                    .split("/namespaces/")
-                    .nth(1)
-                    .map(|r| r.split('/').count())
-                    == Some(2);
-                if is_collection {
-                    (
-                        200,
-                        json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
-                    )
-                } else {
-                    (
-                        404,
-                        status_body(404, "NotFound", &format!("{base} not found")),
-                    )
-                }
-            }
-            "PATCH" => {
-                s.rv += 1;
-                let rv = s.rv.to_string();
-                let mut obj = s
-                    .objects
-                    .get(&base)
-                    .cloned()
-                    .unwrap_or_else(|| json!({"metadata": {"generation": 0}}));
-                if sub == Some("status") {
-                    // The real server returns the whole resource; keep a spec so it parses.
-                    if obj.get("spec").is_none() {
-                        obj = json!({"apiVersion": body["apiVersion"], "kind": body["kind"],
-                                     "metadata": {"name": "mcp", "namespace": NS}, "spec": {}});
-                    }
-                    obj["status"] = body["status"].clone();
-                } else {
-                    let changed = obj.get("spec") != body.get("spec")
-                        || obj.get("data") != body.get("data")
-                        || obj.get("rules") != body.get("rules");
-                    let gen =
-                        obj["metadata"]["generation"].as_i64().unwrap_or(0) + i64::from(changed);
-                    let status = obj.get("status").cloned();
-                    obj = body;
-                    obj["metadata"]["generation"] = json!(gen);
-                    if let Some(st) = status {
-                        obj["status"] = st;
-                    }
-                }
-                obj["metadata"]["resourceVersion"] = json!(rv);
-                s.objects.insert(base, obj.clone());
-                (200, obj)
-            }
-            "POST" => {
-                let name = body["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                let key = format!("{base}/{name}");
-                if s.objects.contains_key(&key) {
-                    return (409, status_body(409, "AlreadyExists", "exists"));
-                }
-                s.rv += 1;
-                let mut obj = body;
-                obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
-                s.objects.insert(key, obj.clone());
-                (201, obj)
-            }
-            "DELETE" => match s.objects.remove(&base) {
-                Some(_) => (
-                    200,
-                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
-                ),
-                None => (404, status_body(404, "NotFound", "gone")),
-            },
-            _ => (405, status_body(405, "MethodNotAllowed", method)),
-        }
-    }
-
-    fn take_seen(&self) -> Vec<Seen> {
-        std::mem::take(&mut self.state.lock().unwrap().seen)
-    }
-
-    fn get(&self, path: &str) -> Option<Value> {
-        self.state.lock().unwrap().objects.get(path).cloned()
-    }
-
-    fn put(&self, path: &str, obj: Value) {
-        self.state
-            .lock()
-            .unwrap()
-            .objects
-            .insert(path.to_string(), obj);
-    }
-
-    fn fail_with(&self, f: impl Fn(&str, &str) -> Option<u16> + Send + Sync + 'static) {
-        *self.fail.lock().unwrap() = Some(Box::new(f));
-    }
-}
+use support::fake_api::{FakeApi, Seen};
 
 const NS: &str = "prod";
 
@@ -214,13 +28,32 @@ fn cluster(spec: Value) -> ErlmcpCluster {
     .unwrap()
 }
 
+/// The fake API server, holding the cluster the tests reconcile (its status is written there).
+fn start() -> (Client, FakeApi) {
+    let api = FakeApi::new();
+    api.put(
+        &format!("/apis/erlmcp.io/v1alpha1/namespaces/{NS}/erlmcpclusters/mcp"),
+        serde_json::to_value(cluster(json!({}))).unwrap(),
+    );
+    (api.client(), api)
+}
+
+/// The operator's context, with a real event recorder on the mocked client.
 fn context(client: Client, caps: ServerCapabilities) -> Arc<Context> {
-    Arc::new(Context::new(
-        client,
-        caps,
-        Metrics::new(),
-        Events::Memory(Mutex::new(Vec::new())),
-    ))
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: None,
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    Arc::new(Context::new(client, caps, Metrics::new(), recorder))
+}
+
+/// The API requests since the last call, without the Events (read by [`reasons`]).
+fn take_requests(api: &FakeApi) -> Vec<Seen> {
+    api.take_seen()
+        .into_iter()
+        .filter(|s| !s.is_event())
+        .collect()
 }
 
 fn lines(seen: &[Seen]) -> Vec<String> {
@@ -244,10 +77,18 @@ fn reconcile_condition(status_write: &Seen) -> Value {
         .clone()
 }
 
-fn reasons(ctx: &Context) -> Vec<String> {
-    ctx.recorded_events()
+/// Every Event the recorder wrote to the API server so far, as "reason: note".
+fn reasons(api: &FakeApi) -> Vec<String> {
+    api.history()
         .into_iter()
-        .map(|(_, r, n)| format!("{r}: {n}"))
+        .filter(|s| s.is_event() && matches!(s.method.as_str(), "POST" | "PATCH"))
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s.body["reason"].as_str().unwrap_or_default(),
+                s.body["note"].as_str().unwrap_or_default()
+            )
+        })
         .collect()
 }
 
@@ -265,7 +106,7 @@ async fn run(
 
 #[tokio::test]
 async fn first_reconcile_sends_exactly_these_requests() {
-    let (client, api) = FakeApi::start();
+    let (client, api) = start();
     let ctx = context(
         client,
         ServerCapabilities {
@@ -277,7 +118,7 @@ async fn first_reconcile_sends_exactly_these_requests() {
     );
     let c = cluster(json!({"replicas": 3}));
     let action = run(&c, &ctx).await.unwrap();
-    let seen = api.take_seen();
+    let seen = take_requests(&api);
     let expected = vec![
         // The cookie is generated once: looked up, then created.
         "GET /api/v1/namespaces/prod/secrets/mcp-cookie",
@@ -359,7 +200,7 @@ async fn first_reconcile_sends_exactly_these_requests() {
     assert_eq!(status.body["status"]["observedGeneration"], 1);
     assert_eq!(reconcile_condition(status)["status"], "True");
 
-    let events = reasons(&ctx);
+    let events = reasons(&api);
     assert!(
         events.contains(&"Created: created Secret mcp-cookie (generated once)".to_string()),
         "{events:?}"
@@ -376,7 +217,7 @@ async fn first_reconcile_sends_exactly_these_requests() {
 
 #[tokio::test]
 async fn a_spec_change_updates_rolls_and_never_rewrites_the_cookie() {
-    let (client, api) = FakeApi::start();
+    let (client, api) = start();
     let ctx = context(client, ServerCapabilities::default());
     run(&cluster(json!({"replicas": 3})), &ctx).await.unwrap();
     let first_sts = api
@@ -385,12 +226,12 @@ async fn a_spec_change_updates_rolls_and_never_rewrites_the_cookie() {
     let cookie = api
         .get("/api/v1/namespaces/prod/secrets/mcp-cookie")
         .unwrap();
-    api.take_seen();
+    take_requests(&api);
 
     let mut changed = cluster(json!({"replicas": 5, "logging": {"level": "debug"}}));
     changed.metadata.generation = Some(2);
     run(&changed, &ctx).await.unwrap();
-    let seen = api.take_seen();
+    let seen = take_requests(&api);
     assert!(
         !seen.iter().any(|s| s.method == "POST"),
         "nothing created: {:?}",
@@ -421,7 +262,7 @@ async fn a_spec_change_updates_rolls_and_never_rewrites_the_cookie() {
         .as_str()
         .unwrap()
         .contains("level: debug"));
-    let events = reasons(&ctx);
+    let events = reasons(&api);
     assert!(
         events.contains(&"Updated: updated ConfigMap mcp-config".to_string()),
         "{events:?}"
@@ -444,10 +285,10 @@ async fn a_spec_change_updates_rolls_and_never_rewrites_the_cookie() {
 
 #[tokio::test]
 async fn paused_applies_nothing_and_reports_status() {
-    let (client, api) = FakeApi::start();
+    let (client, api) = start();
     let ctx = context(client, ServerCapabilities::default());
     let action = run(&cluster(json!({"paused": true})), &ctx).await.unwrap();
-    let seen = api.take_seen();
+    let seen = take_requests(&api);
     assert_eq!(
         lines(&seen),
         vec![
@@ -462,7 +303,7 @@ async fn paused_applies_nothing_and_reports_status() {
 
 #[tokio::test]
 async fn an_invalid_spec_is_a_condition_not_a_retry_storm() {
-    let (client, api) = FakeApi::start();
+    let (client, api) = start();
     let ctx = context(client, ServerCapabilities::default());
     let bad = cluster(
         json!({"replicas": -1, "autoscaling": {"minReplicas": 5, "maxReplicas": 2, "targetCPUUtilizationPercentage": 50}}),
@@ -473,7 +314,7 @@ async fn an_invalid_spec_is_a_condition_not_a_retry_storm() {
         Action::await_change(),
         "no requeue: wait for the user to fix it"
     );
-    let seen = api.take_seen();
+    let seen = take_requests(&api);
     assert!(
         applies(&seen).is_empty() && !seen.iter().any(|s| s.method == "POST"),
         "nothing applied: {:?}",
@@ -491,13 +332,13 @@ async fn an_invalid_spec_is_a_condition_not_a_retry_storm() {
         "{msg}"
     );
     assert_eq!(status.body["status"]["phase"], "Failed");
-    assert!(reasons(&ctx)[0].starts_with("InvalidSpec: spec.replicas"));
+    assert!(reasons(&api)[0].starts_with("InvalidSpec: spec.replicas"));
 }
 
 #[tokio::test]
 async fn server_errors_back_off_without_pruning_or_crashing() {
     for code in [409u16, 500] {
-        let (client, api) = FakeApi::start();
+        let (client, api) = start();
         let ctx = context(client, ServerCapabilities::default());
         let c = cluster(json!({}));
         // A stale object we own: must not be pruned while applies fail.
@@ -510,7 +351,7 @@ async fn server_errors_back_off_without_pruning_or_crashing() {
         );
         api.fail_with(move |m, p| (m == "PATCH" && p.contains("/statefulsets/")).then_some(code));
         let err = run(&c, &ctx).await.unwrap_err();
-        let seen = api.take_seen();
+        let seen = take_requests(&api);
         assert!(err.to_string().contains("StatefulSet/mcp"), "{err}");
         assert_eq!(
             err.reason(),
@@ -544,7 +385,7 @@ async fn server_errors_back_off_without_pruning_or_crashing() {
             err.reason()
         )));
         // Recovery resets the backoff.
-        *api.fail.lock().unwrap() = None;
+        api.stop_failing();
         run(&c, &ctx).await.unwrap();
         assert_eq!(
             error_policy(c, &err, ctx.clone()),
@@ -555,7 +396,7 @@ async fn server_errors_back_off_without_pruning_or_crashing() {
 
 #[tokio::test]
 async fn turning_features_off_prunes_their_objects() {
-    let (client, api) = FakeApi::start();
+    let (client, api) = start();
     let ctx = context(client, ServerCapabilities::default());
     let on =
         cluster(json!({"autoscaling": {"maxReplicas": 6, "targetCPUUtilizationPercentage": 70}}));
@@ -571,13 +412,13 @@ async fn turning_features_off_prunes_their_objects() {
         "/apis/policy/v1/namespaces/prod/poddisruptionbudgets/other",
         json!({"metadata": {"name": "other", "labels": {"app.kubernetes.io/managed-by": "erlmcp-operator"}}}),
     );
-    api.take_seen();
+    take_requests(&api);
 
     let off = cluster(
         json!({"replicas": 1, "autoscaling": {"enabled": false, "maxReplicas": 6, "targetCPUUtilizationPercentage": 70}, "networkPolicy": {"enabled": false}}),
     );
     run(&off, &ctx).await.unwrap();
-    let seen = api.take_seen();
+    let seen = take_requests(&api);
     let deletes: Vec<String> = seen
         .iter()
         .filter(|s| s.method == "DELETE")
@@ -600,7 +441,7 @@ async fn turning_features_off_prunes_their_objects() {
             .is_some(),
         "generated secrets are not pruned"
     );
-    let events = reasons(&ctx);
+    let events = reasons(&api);
     assert!(
         events
             .iter()
@@ -611,7 +452,7 @@ async fn turning_features_off_prunes_their_objects() {
 
 #[tokio::test]
 async fn old_servers_get_the_beta_api_versions() {
-    let (client, api) = FakeApi::start();
+    let (client, api) = start();
     let caps = ServerCapabilities {
         hpa_api_version: "autoscaling/v2beta2".into(),
         pdb_api_version: "policy/v1beta1".into(),
@@ -625,7 +466,7 @@ async fn old_servers_get_the_beta_api_versions() {
                            "monitoring": {"serviceMonitor": {}}}),
     );
     run(&c, &ctx).await.unwrap();
-    let seen = api.take_seen();
+    let seen = take_requests(&api);
     let l = lines(&seen);
     assert!(
         l.contains(&"GET /apis/policy/v1beta1/namespaces/prod/poddisruptionbudgets".to_string())
@@ -652,7 +493,7 @@ async fn old_servers_get_the_beta_api_versions() {
     let rs = reconcile_condition(status);
     assert_eq!(rs["reason"], "ReconciledWithSkips");
     assert!(rs["message"].as_str().unwrap().contains("ServiceMonitor"));
-    assert!(reasons(&ctx)
+    assert!(reasons(&api)
         .iter()
         .any(|e| e.starts_with("Skipped: ServiceMonitor")));
 }

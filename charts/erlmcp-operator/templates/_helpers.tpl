@@ -57,8 +57,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 What the operator calls in every namespace it watches: exactly these kinds and verbs, no
-wildcards. operator/tests/packaging.rs records the calls a real operator process makes against a
-fake API server and fails when this list and the calls differ.
+wildcards. operator/tests/packaging/rbac.rs records the calls a real operator process makes
+against a fake API server and fails when this list and the calls differ.
 - apply (server-side, which creates on first apply: create + patch), list what it owns (list),
   prune (delete), and watch the kinds the controller owns (watch);
 - Secrets are never applied: generated ones are created once (get, create), referenced ones

@@ -179,6 +179,29 @@ impl Names {
             cluster: name,
         }
     }
+
+    /// In-cluster URL of the MCP endpoint (Streamable HTTP) behind the client Service.
+    pub fn mcp_url(&self, tls: bool, port: u16) -> String {
+        let scheme = if tls { "https" } else { "http" };
+        format!(
+            "{scheme}://{}.{}.svc:{port}/mcp",
+            self.client_service, self.namespace
+        )
+    }
+
+    /// In-cluster URL of the WebSocket endpoint behind the client Service.
+    pub fn websocket_url(&self, tls: bool, port: u16) -> String {
+        let scheme = if tls { "wss" } else { "ws" };
+        format!(
+            "{scheme}://{}.{}.svc:{port}/ws",
+            self.client_service, self.namespace
+        )
+    }
+
+    /// DNS name of the headless Service the peers use.
+    pub fn peers_host(&self) -> String {
+        format!("{}.{}.svc", self.headless, self.namespace)
+    }
 }
 
 /// Labels that select the cluster's pods. Never change after creation (selectors are immutable).
@@ -201,12 +224,14 @@ pub fn common_labels(cluster: &ErlmcpCluster) -> BTreeMap<String, String> {
     labels
 }
 
-/// Label selector (as a string) of everything this operator manages for one cluster; used to
-/// list children for pruning.
-pub fn managed_selector(cluster_name: &str) -> String {
-    format!(
-        "app.kubernetes.io/managed-by={FIELD_MANAGER},app.kubernetes.io/instance={cluster_name}"
-    )
+/// Label selector (as a string) of everything this operator manages: for one cluster (to list
+/// its children for pruning), or for every cluster (`None`: the controller's watches).
+pub fn managed_selector(cluster_name: Option<&str>) -> String {
+    let managed_by = format!("app.kubernetes.io/managed-by={FIELD_MANAGER}");
+    match cluster_name {
+        Some(name) => format!("{managed_by},app.kubernetes.io/instance={name}"),
+        None => managed_by,
+    }
 }
 
 /// Pod label selector as a string (status.selector, for the scale subresource).
@@ -329,7 +354,8 @@ spec: {}
         )
     }
 
-    /// Seed 001's production Helm values, as an ErlmcpCluster.
+    /// The production Helm values of the erlmcp v3.0.0 Worldwide Production Deployment Guide, as an
+    /// ErlmcpCluster.
     pub fn production() -> ErlmcpCluster {
         cluster(include_str!("../../../config/samples/production.yaml"))
     }

@@ -64,7 +64,7 @@ pub fn network_policy(cluster: &ErlmcpCluster, names: &Names) -> Child {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures;
+    use crate::desired::fixtures;
     use serde_json::json;
 
     #[test]

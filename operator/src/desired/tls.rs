@@ -125,7 +125,7 @@ pub fn generate_operator_ca(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures;
+    use crate::desired::fixtures;
 
     #[test]
     fn certificate_covers_every_pod_and_both_usages() {

@@ -75,7 +75,7 @@ pub fn client(cluster: &ErlmcpCluster, names: &Names) -> Child {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures;
+    use crate::desired::fixtures;
     use serde_json::json;
 
     #[test]

@@ -1,5 +1,5 @@
-//! Prometheus Operator objects: a ServiceMonitor for the pods, a PrometheusRule with the seeds'
-//! alerts rewritten for our metric names. Only when asked and only when their CRDs are served.
+//! Prometheus Operator objects: a ServiceMonitor for the pods, a PrometheusRule with the alerts
+//! of the original erlmcp v3 deployment guides, rewritten for our metric names. Only when asked and only when their CRDs are served.
 
 use erlmcp_crds::ErlmcpCluster;
 use serde_json::{json, Value};
@@ -22,7 +22,7 @@ fn meta_with(
     serde_json::to_value(meta).expect("meta serialises")
 }
 
-/// The seeds' alerts (service down, error rate, latency, memory, partition), per cluster.
+/// The original erlmcp v3 alerts (service down, error rate, latency, memory, partition), per cluster.
 pub fn alert_rules(cluster_name: &str, namespace: &str) -> Value {
     let sel = format!("namespace=\"{namespace}\",erlmcp_cluster=\"{cluster_name}\"");
     json!([
@@ -103,7 +103,7 @@ pub fn monitoring(cluster: &ErlmcpCluster, names: &Names, ctx: &BuildContext, d:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{build, fixtures, ServerCapabilities};
+    use crate::desired::{build, fixtures, ServerCapabilities};
 
     fn with_monitoring() -> ErlmcpCluster {
         fixtures::cluster(

@@ -75,7 +75,7 @@ pub fn role_binding(cluster: &ErlmcpCluster, names: &Names) -> Child {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures;
+    use crate::desired::fixtures;
 
     #[test]
     fn role_is_least_privilege_without_wildcards() {

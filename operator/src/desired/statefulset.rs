@@ -383,7 +383,7 @@ pub fn statefulset(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{build, fixtures, BuildContext, ServerCapabilities};
+    use crate::desired::{build, fixtures, BuildContext, ServerCapabilities};
     use serde_json::json;
 
     fn sts_of(c: &ErlmcpCluster) -> serde_json::Value {

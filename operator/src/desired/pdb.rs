@@ -47,7 +47,7 @@ pub fn pdb(cluster: &ErlmcpCluster, names: &Names, ctx: &BuildContext) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{fixtures, ServerCapabilities};
+    use crate::desired::{fixtures, ServerCapabilities};
 
     fn ctx() -> BuildContext {
         BuildContext::new(ServerCapabilities::default())

@@ -114,7 +114,7 @@ pub fn hpa(cluster: &ErlmcpCluster, names: &Names, ctx: &BuildContext) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::{fixtures, ServerCapabilities};
+    use crate::desired::{fixtures, ServerCapabilities};
     use serde_json::json;
 
     #[test]

@@ -16,7 +16,7 @@ pub const GENERATED_PLACEHOLDER: &str = "<generated once by the operator>";
 /// Annotation on Secrets whose content the operator generated.
 pub const GENERATED_ANNOTATION: &str = "erlmcp.io/generated";
 
-/// A random cookie: 48 bytes, base64 (as the seeds' `openssl rand -base64 48`).
+/// A random cookie: 48 bytes, base64 (as erlmcp v3's deployment guides' `openssl rand -base64 48`).
 pub fn generate_cookie() -> String {
     let mut bytes = [0u8; 48];
     rand::rng().fill_bytes(&mut bytes);

@@ -172,7 +172,7 @@ pub fn tls_secret_name(cluster: &ErlmcpCluster, names: &Names) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures;
+    use crate::desired::fixtures;
 
     #[test]
     fn secret_refs_become_mounted_files() {

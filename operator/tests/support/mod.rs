@@ -1,0 +1,4 @@
+//! Shared by the operator's test binaries (`mock_api`, `packaging`): each uses a part of it.
+#![allow(dead_code)]
+
+pub mod fake_api;
