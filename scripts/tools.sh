@@ -12,6 +12,7 @@
 #   conformance  path of the MCP conformance suite's dist/index.js (run it with node22)
 #   pymcp        path of a venv python with the official MCP Python SDK   [PyPI mcp]
 #   tsmcp        node_modules dir holding the official MCP TypeScript SDK [npm @modelcontextprotocol/sdk]
+#   nft          path of nft (cuts links between pod network namespaces)  [Debian nftables, if missing]
 #   all          installs all; prints "<tool> <path>" lines
 # Versions can be overridden with the env vars below (each version gets its own cache dir).
 # All diagnostics go to stderr.
@@ -163,6 +164,12 @@ tsmcp_check() {
 tsmcp_install() { npm_install_into "$1" "@modelcontextprotocol/sdk@$TSMCP_VERSION"; }
 tool_tsmcp() { with_cache "$TSMCP_DIR" "sdk $TSMCP_VERSION" tsmcp_check tsmcp_install; echo "$TSMCP_DIR/node_modules"; }
 
+# ------------------------------------------------------------------ nftables
+tool_nft() {
+  command -v nft >/dev/null 2>&1 || apt_install nftables
+  command -v nft || die "nftables installed but no nft on PATH"
+}
+
 # ------------------------------------------------------------------ main
 [[ $# -eq 1 ]] || usage
 case $1 in
@@ -172,6 +179,7 @@ case $1 in
   conformance) tool_conformance ;;
   pymcp) tool_pymcp ;;
   tsmcp) tool_tsmcp ;;
+  nft) tool_nft ;;
   all)
     for t in helm kubectl node22 conformance pymcp tsmcp; do
       p=$("tool_$t" | tail -n1)

@@ -31,6 +31,8 @@ use kube::{Api, Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::pod_network::PodNetwork;
+use crate::runner::network::NetworkInfo;
 use crate::runner::node::RUNNER_LABEL;
 use crate::runner::pod::pod_dir;
 
@@ -66,6 +68,8 @@ pub struct RunnerInfo {
     pub nodes: Vec<String>,
     /// True when its nodes carry the `erlmcp.io/pod-runner` NoSchedule taint.
     pub tainted: bool,
+    /// Its pod network (netns or loopback mode), from `<state_dir>/network.json`.
+    pub network: NetworkInfo,
 }
 
 static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
@@ -308,13 +312,6 @@ impl TestEnv {
             .into_iter()
             .map(|n| n.name)
             .collect();
-        let info = RunnerInfo {
-            pid,
-            state_dir,
-            log: log_path.clone(),
-            nodes: names.clone(),
-            tainted,
-        };
         // Wait for its nodes to be Ready.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -337,11 +334,23 @@ impl TestEnv {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // Written before the nodes were registered.
+        let network = NetworkInfo::read(&state_dir)?;
         log(&format!(
-            "pod runner pid {pid}, nodes {names:?}, log {}",
+            "pod runner pid {pid}, nodes {names:?}, {} network {}.0/24 (host {}), log {}",
+            network.mode,
+            network.subnet,
+            network.host_ip,
             log_path.display()
         ));
-        Ok(Some(info))
+        Ok(Some(RunnerInfo {
+            pid,
+            state_dir,
+            log: log_path,
+            nodes: names,
+            tainted,
+            network,
+        }))
     }
 
     /// A watchdog outliving this process: once it (and the runner) are gone, stop the local
@@ -562,6 +571,16 @@ impl TestEnv {
                 .kubectl(&["logs", "-n", ns, pod, "-c", container])
                 .unwrap_or_else(|e| format!("{e:#}")),
         }
+    }
+
+    /// The pod runner's network, to cut links between pods; fails unless the runner puts pods
+    /// in network namespaces (root).
+    pub fn pod_network(&self) -> Result<PodNetwork> {
+        let r = self
+            .runner
+            .as_ref()
+            .context("no pod runner in this environment: pods are not in namespaces of ours")?;
+        PodNetwork::load(&r.state_dir, &self.workspace)
     }
 
     /// What a pod spec needs to land on the runner's nodes: `{}` when they take every pod,
