@@ -3,6 +3,7 @@
 //! TEST TOOLING, not product.
 
 pub mod env;
+pub mod http;
 pub mod pod_network;
 pub mod runner;
 

@@ -4,6 +4,7 @@
 //! preStop + SIGTERM, are recreated, and go away on scale-down; a failing liveness probe
 //! restarts the container. Pods as hosts of their own (network namespaces): `runner/network.rs`.
 
+#[path = "runner/network.rs"]
 mod network;
 
 use std::collections::BTreeSet;

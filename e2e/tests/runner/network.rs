@@ -327,3 +327,77 @@ async fn a_runner_removes_its_network_on_exit_and_a_crashed_ones_at_the_next_sta
     let _ = env.kubectl(&["delete", "node", &crashed.node, "--wait=false"]);
     Ok(())
 }
+
+/// The runner's network alone (no cluster): two pod namespaces bind the same port, the host
+/// reaches both through the bridge, each reaches the API server at its kubeconfig address
+/// through the relay, and cleanup leaves no namespace, link or state file.
+// Multi-threaded: the relay task runs while a test thread blocks inside a namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_bridge_and_api_relay_without_a_cluster() -> Result<()> {
+    use erlmcp_e2e::runner::apiproxy::in_netns;
+    use erlmcp_e2e::runner::network::{Network, NetworkMode};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // A stand-in API server on the host's loopback, where pods cannot reach by themselves.
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let api_port = api.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = api.accept().await {
+            let _ = s.write_all(b"api-server\n").await;
+        }
+    });
+    let net = Network::new(NetworkMode::Netns, "auto", "127.0.0.1", api_port)?;
+    let info = net.info();
+    ensure!(
+        info.is_netns() && !net.pods_share_host_network(),
+        "{info:?}"
+    );
+    let a = net.attach().await?.context("an address")?;
+    let b = net.attach().await?.context("an address")?;
+    ensure!(a.ip != b.ip);
+    let mut listeners = Vec::new();
+    for p in [&a, &b] {
+        let path = p.netns_path().context("netns")?;
+        // The same port in both namespaces: no clash.
+        listeners.push(in_netns(&path, || {
+            std::net::TcpListener::bind("0.0.0.0:18080")
+        })?);
+        let greeting = in_netns(&path, move || {
+            use std::io::Read;
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", api_port))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf)?;
+            Ok(buf)
+        });
+        ensure!(
+            greeting.as_deref().ok() == Some("api-server\n"),
+            "API relay in {:?}: {greeting:?}",
+            p.netns
+        );
+    }
+    for p in [&a, &b] {
+        let mut s = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect((p.ip, 18080)),
+        )
+        .await
+        .context("host -> pod timed out")??;
+        let _ = s.write_all(b"x").await;
+        let mut none = [0u8; 1];
+        let _ = tokio::time::timeout(Duration::from_millis(100), s.read(&mut none)).await;
+    }
+    ensure!(!leftovers(&info).is_empty());
+    drop(listeners);
+    net.detach(a).await;
+    ensure!(
+        leftovers(&info).len() == 3,
+        "one pod's namespace and veth gone, the other's and the bridge stay: {:?}",
+        leftovers(&info)
+    );
+    net.detach(b).await;
+    net.cleanup();
+    ensure!(leftovers(&info).is_empty(), "{:?}", leftovers(&info));
+    ensure!(!run_record(&info).context("record")?.exists());
+    Ok(())
+}
