@@ -123,6 +123,9 @@ impl Network {
             NetworkMode::Loopback => false,
             NetworkMode::Auto => is_root() && want.is_none_or(|b| b[0] != 127),
         };
+        if try_netns && want.is_some_and(|b| b[0] == 127) {
+            bail!("--address-base {address_base}: pod namespaces need a /24 outside 127.0.0.0/8");
+        }
         if try_netns {
             match Bridge::create(want) {
                 Ok(bridge) => {

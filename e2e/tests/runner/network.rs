@@ -324,7 +324,18 @@ async fn a_runner_removes_its_network_on_exit_and_a_crashed_ones_at_the_next_sta
         next.log()
     );
     ensure!(!run_record(&next_net).context("record")?.exists());
+    // Their pods have no runner any more: remove them and the crashed runner's node.
     let _ = env.kubectl(&["delete", "node", &crashed.node, "--wait=false"]);
+    let _ = env.kubectl(&[
+        "delete",
+        "pods",
+        "--all",
+        "-n",
+        &ns,
+        "--grace-period=0",
+        "--force",
+        "--wait=false",
+    ]);
     Ok(())
 }
 
