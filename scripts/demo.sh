@@ -6,7 +6,7 @@
 #
 # Without KUBECONFIG it brings up the embedded local control plane (Kubernetes 1.20 built from
 # Debian's source, see e2e/scripts/) and the pod runner, which runs each scheduled pod as a local
-# process on its own 127.0.1.x address. With KUBECONFIG set it installs into that cluster (the
+# process, as root in a network namespace of its own (else on its own loopback address). With KUBECONFIG set it installs into that cluster (the
 # operator then runs beside it as a local process unless OPERATOR=chart, in which case the Helm
 # chart's Deployment runs it; pods need the erlmcp image to be pullable there).
 set -euo pipefail

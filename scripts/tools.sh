@@ -15,6 +15,7 @@
 #   pyyaml       path of a venv python with PyYAML (test scripts read YAML) [PyPI pyyaml]
 #   prometheus   path of a Prometheus server binary (promtool sits next to it) [Debian apt prometheus]
 #   promtool     path of promtool (same cache as prometheus)
+#   nft          path of nft (cuts links between pod network namespaces)  [Debian nftables, if missing]
 #   all          installs all; prints "<tool> <path>" lines
 # Versions can be overridden with the env vars below (each version gets its own cache dir).
 # All diagnostics go to stderr.
@@ -215,6 +216,12 @@ tool_promtool() {
   echo "$PROM_DIR/promtool"
 }
 
+# ------------------------------------------------------------------ nftables
+tool_nft() {
+  command -v nft >/dev/null 2>&1 || apt_install nftables
+  command -v nft || die "nftables installed but no nft on PATH"
+}
+
 # ------------------------------------------------------------------ main
 [[ $# -eq 1 ]] || usage
 case $1 in
@@ -227,8 +234,9 @@ case $1 in
   pyyaml) tool_pyyaml ;;
   prometheus) tool_prometheus ;;
   promtool) tool_promtool ;;
+  nft) tool_nft ;;
   all)
-    for t in helm kubectl node22 conformance pymcp tsmcp pyyaml prometheus promtool; do
+    for t in helm kubectl node22 conformance pymcp tsmcp pyyaml prometheus promtool nft; do
       p=$("tool_$t" | tail -n1)
       echo "$t $p"
     done

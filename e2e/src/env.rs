@@ -14,25 +14,33 @@
 //!
 //! Env: `ERLMCP_E2E_KEEP=1` keeps the control plane, namespaces and state for inspection;
 //! `ERLMCP_E2E_SKIP_BUILD=1` uses the binaries as they are.
+//!
+//! This file is the start-up; the helpers the suites call are in [`kubectl`] (kubectl, apply,
+//! namespaces, waiting) and [`diagnostics`] (pod logs, the dump a failed wait prints); the
+//! HTTP client is [`crate::http`].
 
-use std::future::Future;
+mod diagnostics;
+mod kubectl;
+
+pub use self::diagnostics::tail;
+pub use self::kubectl::{node_ready, pod_ready, TestNamespace};
+/// The suites' GET (kept here for the suites that import it from `env`).
+pub use crate::http::get as http_get;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::{pinned_kind, Scope};
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
-use serde::Deserialize;
-use serde_json::json;
 
+use crate::pod_network::PodNetwork;
+use crate::runner::network::NetworkInfo;
 use crate::runner::node::RUNNER_LABEL;
-use crate::runner::pod::pod_dir;
 
 /// Field manager of everything the suites apply.
 pub const FIELD_MANAGER: &str = "erlmcp-e2e";
@@ -66,6 +74,8 @@ pub struct RunnerInfo {
     pub nodes: Vec<String>,
     /// True when its nodes carry the `erlmcp.io/pod-runner` NoSchedule taint.
     pub tainted: bool,
+    /// Its pod network (netns or loopback mode), from `<state_dir>/network.json`.
+    pub network: NetworkInfo,
 }
 
 static ENV: OnceLock<Result<TestEnv, String>> = OnceLock::new();
@@ -202,7 +212,7 @@ impl TestEnv {
             let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
             anyhow::Ok(kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?)
         })?;
-        let kubectl = find_kubectl(&workspace)?;
+        let kubectl = kubectl::find_kubectl(&workspace)?;
         let mut env = TestEnv {
             kubectl,
             kubeconfig,
@@ -308,13 +318,6 @@ impl TestEnv {
             .into_iter()
             .map(|n| n.name)
             .collect();
-        let info = RunnerInfo {
-            pid,
-            state_dir,
-            log: log_path.clone(),
-            nodes: names.clone(),
-            tainted,
-        };
         // Wait for its nodes to be Ready.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -337,11 +340,23 @@ impl TestEnv {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // Written before the nodes were registered.
+        let network = NetworkInfo::read(&state_dir)?;
         log(&format!(
-            "pod runner pid {pid}, nodes {names:?}, log {}",
+            "pod runner pid {pid}, nodes {names:?}, {} network {}.0/24 (host {}), log {}",
+            network.mode,
+            network.subnet,
+            network.host_ip,
             log_path.display()
         ));
-        Ok(Some(info))
+        Ok(Some(RunnerInfo {
+            pid,
+            state_dir,
+            log: log_path,
+            nodes: names,
+            tainted,
+            network,
+        }))
     }
 
     /// A watchdog outliving this process: once it (and the runner) are gone, stop the local
@@ -390,331 +405,15 @@ impl TestEnv {
         Client::try_from(self.config.clone()).expect("kube client")
     }
 
-    /// `kubectl` against the cluster under test; Ok(stdout) on success, else the stderr.
-    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.kubectl)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .args(args)
-            .output()
-            .context("running kubectl")?;
-        let stderr: String = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| !l.contains("version difference between client"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(anyhow!("kubectl {}: {}", args.join(" "), stderr.trim()))
-        }
+    /// The pod runner's network, to cut links between pods; fails unless the runner puts pods
+    /// in network namespaces (root).
+    pub fn pod_network(&self) -> Result<PodNetwork> {
+        let r = self
+            .runner
+            .as_ref()
+            .context("no pod runner in this environment: pods are not in namespaces of ours")?;
+        PodNetwork::load(&r.state_dir, &self.workspace)
     }
-
-    /// A fresh namespace `e2e-<prefix>-<random>`, ready for pods (its `default` service account
-    /// exists, with its token secret on clusters before 1.24). Deleted when the guard drops.
-    pub async fn namespace(&'static self, prefix: &str) -> Result<TestNamespace> {
-        let name = format!("e2e-{prefix}-{:05x}", rand::random::<u32>() & 0xfffff);
-        let client = self.client();
-        let api: Api<Namespace> = Api::all(client.clone());
-        let ns: Namespace = serde_json::from_value(
-            json!({"metadata": {"name": name, "labels": {"erlmcp.io/e2e": "true"}}}),
-        )?;
-        api.create(&PostParams::default(), &ns).await?;
-        let guard = TestNamespace {
-            env: self,
-            name: name.clone(),
-        };
-        let legacy_tokens = client
-            .apiserver_version()
-            .await
-            .map(|v| v.minor.trim_end_matches('+').parse::<u32>().unwrap_or(99) < 24)
-            .unwrap_or(false);
-        let sas: Api<ServiceAccount> = Api::namespaced(client, &name);
-        self.wait_for(
-            &format!("service account default in {name}"),
-            Duration::from_secs(30),
-            Some(&name),
-            || {
-                let sas = sas.clone();
-                async move {
-                    Ok(sas.get_opt("default").await?.filter(|sa| {
-                        !legacy_tokens || sa.secrets.as_ref().is_some_and(|s| !s.is_empty())
-                    }))
-                }
-            },
-        )
-        .await?;
-        Ok(guard)
-    }
-
-    /// Server-side applies every document of `yaml` (namespaced ones into `ns`), as
-    /// [`FIELD_MANAGER`], forcing conflicts.
-    pub async fn apply(&self, ns: &str, yaml: &str) -> Result<Vec<DynamicObject>> {
-        let client = self.client();
-        let mut out = Vec::new();
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let value = serde_json::to_value(serde_yaml::Value::deserialize(doc)?)?;
-            if value.is_null() {
-                continue;
-            }
-            let obj: DynamicObject = serde_json::from_value(value.clone())?;
-            let tm = obj
-                .types
-                .clone()
-                .ok_or_else(|| anyhow!("document without apiVersion/kind"))?;
-            let gvk = GroupVersionKind::try_from(&tm)?;
-            let (ar, caps) = pinned_kind(&client, &gvk).await?;
-            let api: Api<DynamicObject> = if caps.scope == Scope::Namespaced {
-                Api::namespaced_with(
-                    client.clone(),
-                    obj.namespace().as_deref().unwrap_or(ns),
-                    &ar,
-                )
-            } else {
-                Api::all_with(client.clone(), &ar)
-            };
-            let name = obj.name_any();
-            let applied = api
-                .patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&value),
-                )
-                .await
-                .map_err(|e| anyhow!("applying {} {name}: {e:?}", tm.kind))?;
-            out.push(applied);
-        }
-        Ok(out)
-    }
-
-    /// Polls `f` (every 250 ms) until it gives `Some`, or fails after `timeout` with what was
-    /// last seen and a dump of the namespace (pods, events, pod logs, runner log).
-    pub async fn wait_for<T, F, Fut>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        ns: Option<&str>,
-        mut f: F,
-    ) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<Option<T>>>,
-    {
-        let deadline = Instant::now() + timeout;
-        let mut last: String;
-        loop {
-            match f().await {
-                Ok(Some(v)) => return Ok(v),
-                Ok(None) => last = "condition not met".into(),
-                Err(e) => last = format!("error: {e:#}"),
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "timed out after {timeout:?} waiting for {what}; last: {last}\n{}",
-                    self.dump(ns)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Waits for `n` pods matching `selector` in `ns` to be Ready (and no others), returning them
-    /// sorted by name.
-    pub async fn wait_pods_ready(
-        &self,
-        ns: &str,
-        selector: &str,
-        n: usize,
-        timeout: Duration,
-    ) -> Result<Vec<Pod>> {
-        let api: Api<Pod> = Api::namespaced(self.client(), ns);
-        self.wait_for(
-            &format!("{n} ready pods {selector} in {ns}"),
-            timeout,
-            Some(ns),
-            || {
-                let api = api.clone();
-                async move {
-                    let mut pods = api
-                        .list(&ListParams::default().labels(selector))
-                        .await?
-                        .items;
-                    pods.sort_by_key(|p| p.name_any());
-                    let ready = pods
-                        .iter()
-                        .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
-                        .count();
-                    Ok((ready == n && pods.len() == n).then_some(pods))
-                }
-            },
-        )
-        .await
-    }
-
-    /// A container's log as the pod runner recorded it (every incarnation of the pod name,
-    /// with the runner's `----` lines marking starts, hooks, signals and exits).
-    pub fn pod_log(&self, ns: &str, pod: &str, container: &str) -> String {
-        match &self.runner {
-            Some(r) => std::fs::read_to_string(
-                pod_dir(&r.state_dir, ns, pod).join(format!("{container}.log")),
-            )
-            .unwrap_or_default(),
-            None => self
-                .kubectl(&["logs", "-n", ns, pod, "-c", container])
-                .unwrap_or_else(|e| format!("{e:#}")),
-        }
-    }
-
-    /// What a pod spec needs to land on the runner's nodes: `{}` when they take every pod,
-    /// else a nodeSelector and a toleration for their taint. Merge into `spec.template.spec`.
-    pub fn runner_placement(&self) -> serde_json::Value {
-        match &self.runner {
-            Some(r) if r.tainted => json!({
-                "nodeSelector": {RUNNER_LABEL: "true"},
-                "tolerations": [{"key": RUNNER_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-            }),
-            _ => json!({}),
-        }
-    }
-
-    /// Diagnostics for a failure: nodes, the namespace's workloads, events, pod logs, runner log.
-    pub fn dump(&self, ns: Option<&str>) -> String {
-        let mut s = String::from("==== e2e diagnostics ====\n");
-        let mut section = |title: &str, args: &[&str]| {
-            s.push_str(&format!("---- {title}\n"));
-            match self.kubectl(args) {
-                Ok(o) => s.push_str(&o),
-                Err(e) => s.push_str(&format!("{e:#}\n")),
-            }
-        };
-        section(
-            "nodes",
-            &[
-                "get",
-                "nodes",
-                "-o",
-                "wide",
-                "-L",
-                "topology.kubernetes.io/zone",
-            ],
-        );
-        if let Some(ns) = ns {
-            section(
-                &format!("objects in {ns}"),
-                &[
-                    "get",
-                    "statefulsets,pods,services,endpointslices",
-                    "-n",
-                    ns,
-                    "-o",
-                    "wide",
-                ],
-            );
-            section(
-                &format!("events in {ns}"),
-                &["get", "events", "-n", ns, "--sort-by=.lastTimestamp"],
-            );
-            if let Some(r) = &self.runner {
-                let prefix = format!("{ns}_");
-                if let Ok(dirs) = std::fs::read_dir(r.state_dir.join("pods")) {
-                    for d in dirs.flatten() {
-                        let name = d.file_name().to_string_lossy().into_owned();
-                        if !name.starts_with(&prefix) {
-                            continue;
-                        }
-                        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
-                            if f.path().extension().is_some_and(|e| e == "log") {
-                                s.push_str(&format!(
-                                    "---- log {}/{}\n",
-                                    name,
-                                    f.file_name().to_string_lossy()
-                                ));
-                                s.push_str(&tail(
-                                    &std::fs::read_to_string(f.path()).unwrap_or_default(),
-                                    40,
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(r) = &self.runner {
-            s.push_str(&format!("---- pod runner log {}\n", r.log.display()));
-            s.push_str(&tail(
-                &std::fs::read_to_string(&r.log).unwrap_or_default(),
-                30,
-            ));
-        }
-        s
-    }
-}
-
-/// A namespace for one test; deleted (without waiting) when dropped, unless ERLMCP_E2E_KEEP=1.
-pub struct TestNamespace {
-    env: &'static TestEnv,
-    pub name: String,
-}
-
-impl std::ops::Deref for TestNamespace {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for TestNamespace {
-    fn drop(&mut self) {
-        if !keep() {
-            let _ = self
-                .env
-                .kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
-        }
-    }
-}
-
-pub fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-pub fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn find_kubectl(workspace: &Path) -> Result<PathBuf> {
-    if let Some(k) = std::env::var_os("KUBECTL") {
-        return Ok(PathBuf::from(k));
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("kubectl"))
-                .find(|k| k.is_file())
-        })
-        .unwrap_or_default();
-    if let Some(k) = on_path {
-        return Ok(k);
-    }
-    let out = Command::new(workspace.join("scripts/tools.sh"))
-        .arg("kubectl")
-        .stderr(Stdio::inherit())
-        .output()
-        .context("scripts/tools.sh kubectl")?;
-    let path = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    if !out.status.success() || path.is_empty() {
-        bail!("no kubectl: set KUBECTL, put one on PATH, or fix scripts/tools.sh kubectl");
-    }
-    Ok(PathBuf::from(path))
 }
 
 /// Keeps the `keep` newest `run-*` dirs (logs of earlier runs) in `dir`.
@@ -736,61 +435,4 @@ fn prune_old_runs(dir: Option<&Path>, keep: usize) {
     for p in &runs[..n] {
         let _ = std::fs::remove_dir_all(p);
     }
-}
-
-/// The last `n` lines of `s`.
-pub fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    let start = lines.len().saturating_sub(n);
-    lines[start..].iter().map(|l| format!("{l}\n")).collect()
-}
-
-/// A plain HTTP/1.1 GET (tests reach pods by pod IP; there is no kube-proxy): status and body.
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        anyhow::Ok(String::from_utf8_lossy(&buf).into_owned())
-    };
-    let text = tokio::time::timeout(Duration::from_secs(5), fut)
-        .await
-        .map_err(|_| anyhow!("GET http://{addr}{path}: timeout"))??;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("GET http://{addr}{path}: bad response {head:?}"))?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    Ok((
-        code,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_string()
-        },
-    ))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((len, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }

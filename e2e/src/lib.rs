@@ -3,6 +3,8 @@
 //! TEST TOOLING, not product.
 
 pub mod env;
+pub mod http;
+pub mod pod_network;
 pub mod runner;
 
 pub use env::{TestEnv, TestNamespace};

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use erlmcp_e2e::env::pod_ready;
+use erlmcp_e2e::http::{self, Response};
 use erlmcp_e2e::TestEnv;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -20,7 +21,6 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SELECTOR: &str = "app.kubernetes.io/name=erlmcp";
 
@@ -135,7 +135,9 @@ impl Operator {
     }
 
     async fn metric(&self, name: &str) -> Result<f64> {
-        let (code, body) = http(self.metrics, "GET", "/metrics", &[], None).await?;
+        let Response {
+            status: code, body, ..
+        } = http::request(self.metrics, "GET", "/metrics", &[], None, HTTP_TIMEOUT).await?;
         ensure!(code == 200, "/metrics answered {code}");
         body.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
@@ -151,81 +153,8 @@ impl Drop for Operator {
     }
 }
 
-/// A minimal HTTP/1.1 exchange (Connection: close): status, headers (lower-case), body.
-async fn http_full(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Result<(u16, BTreeMap<String, String>, String)> {
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if body.is_some() {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            payload.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(&payload);
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        anyhow::Ok(String::from_utf8_lossy(&buf).into_owned())
-    };
-    let text = tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .map_err(|_| anyhow!("{method} http://{addr}{path}: timeout"))??;
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let code: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("bad response: {head:?}"))?;
-    let hdrs: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let body = if hdrs
-        .get("transfer-encoding")
-        .is_some_and(|t| t.contains("chunked"))
-    {
-        let mut out = String::new();
-        let mut s = rest;
-        while let Some((len, more)) = s.split_once("\r\n") {
-            let Ok(n) = usize::from_str_radix(len.trim(), 16) else {
-                break;
-            };
-            if n == 0 || more.len() < n {
-                break;
-            }
-            out.push_str(&more[..n]);
-            s = more[n..].trim_start_matches("\r\n");
-        }
-        out
-    } else {
-        rest.to_string()
-    };
-    Ok((code, hdrs, body))
-}
-
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Result<(u16, String)> {
-    let (c, _, b) = http_full(addr, method, path, headers, body).await?;
-    Ok((c, b))
-}
+/// How long one HTTP exchange with a pod or an operator may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The JSON-RPC message of a response body, JSON or SSE.
 fn rpc_message(body: &str) -> Result<Value> {
@@ -249,12 +178,17 @@ async fn mcp_initialize(addr: SocketAddr) -> Result<String> {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "e2e", "version": "1"}}});
-    let (code, hdrs, body) = http_full(
+    let Response {
+        status: code,
+        headers: hdrs,
+        body,
+    } = http::request(
         addr,
         "POST",
         "/mcp",
         &[("Accept", "application/json, text/event-stream")],
         Some(&init),
+        HTTP_TIMEOUT,
     )
     .await?;
     ensure!(code == 200, "initialize answered {code}: {body}");
@@ -265,7 +199,7 @@ async fn mcp_initialize(addr: SocketAddr) -> Result<String> {
         .cloned()
         .context("no Mcp-Session-Id")?;
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let (code, _, _) = http_full(
+    let Response { status: code, .. } = http::request(
         addr,
         "POST",
         "/mcp",
@@ -275,6 +209,7 @@ async fn mcp_initialize(addr: SocketAddr) -> Result<String> {
             ("MCP-Protocol-Version", "2025-11-25"),
         ],
         Some(&note),
+        HTTP_TIMEOUT,
     )
     .await?;
     ensure!(code == 202, "notifications/initialized answered {code}");
@@ -284,7 +219,9 @@ async fn mcp_initialize(addr: SocketAddr) -> Result<String> {
 async fn mcp_echo(addr: SocketAddr, session: &str, id: u64, message: &str) -> Result<Value> {
     let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                       "params": {"name": "echo", "arguments": {"message": message}}});
-    let (code, _, body) = http_full(
+    let Response {
+        status: code, body, ..
+    } = http::request(
         addr,
         "POST",
         "/mcp",
@@ -294,6 +231,7 @@ async fn mcp_echo(addr: SocketAddr, session: &str, id: u64, message: &str) -> Re
             ("MCP-Protocol-Version", "2025-11-25"),
         ],
         Some(&call),
+        HTTP_TIMEOUT,
     )
     .await?;
     ensure!(code == 200, "tools/call on {addr} answered {code}: {body}");
@@ -832,7 +770,8 @@ async fn operator_restart_and_leader_failover() -> Result<()> {
         (&mut b, &mut a)
     };
     // The follower stays ready.
-    let (code, _) = http(follower.metrics, "GET", "/readyz", &[], None).await?;
+    let Response { status: code, .. } =
+        http::request(follower.metrics, "GET", "/readyz", &[], None, HTTP_TIMEOUT).await?;
     ensure!(code == 200, "follower /readyz answered {code}");
 
     // Apply a cluster and kill the leader while it reconciles.

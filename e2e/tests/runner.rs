@@ -2,7 +2,10 @@
 //! pods run as local processes on their own addresses, see their volumes where a real pod
 //! would, use a real service-account token, are listed by the headless Service, stop through
 //! preStop + SIGTERM, are recreated, and go away on scale-down; a failing liveness probe
-//! restarts the container.
+//! restarts the container. Pods as hosts of their own (network namespaces): `runner/network.rs`.
+
+#[path = "runner/network.rs"]
+mod network;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -142,6 +145,7 @@ async fn statefulset_pods_run_as_local_processes() -> Result<()> {
     let env = TestEnv::get();
     let ns = env.namespace("runner").await?;
     let client = env.client();
+    let network = &env.runner.as_ref().context("no pod runner")?.network;
     let t0 = std::time::Instant::now();
     env.apply(&ns, &web_yaml(env, 2)).await?;
     let pods = env
@@ -169,7 +173,9 @@ async fn statefulset_pods_run_as_local_processes() -> Result<()> {
         );
         let st = p.status.as_ref().unwrap();
         ensure!(st.phase.as_deref() == Some("Running"));
-        ensure!(st.host_ip.as_deref() == Some("127.0.0.1"));
+        // The host as the pod reaches it: the bridge's address (netns mode) or 127.0.0.1.
+        let host_ip = network.host_ip.to_string();
+        ensure!(st.host_ip.as_deref() == Some(host_ip.as_str()), "{st:?}");
         let cs = &st.container_statuses.as_ref().unwrap()[0];
         ensure!(
             cs.ready && cs.started == Some(true) && cs.restart_count == 0,
@@ -196,12 +202,27 @@ async fn statefulset_pods_run_as_local_processes() -> Result<()> {
         for want in [
             format!("POD_IP={ip}"),
             format!("POD_NAMESPACE={}", &*ns),
-            format!("ERLMCP_BIND_ADDRESS={ip}"),
             "KUBERNETES_SERVICE_HOST=".to_string(),
         ] {
             ensure!(
                 environ.split('\0').any(|e| e.starts_with(&want)),
                 "{want} not in the env of {name}"
+            );
+        }
+        // Only pods that share the host's network are told which address to bind; in a
+        // namespace of their own they bind 0.0.0.0, as in production.
+        let bind = environ
+            .split('\0')
+            .find_map(|e| e.strip_prefix("ERLMCP_BIND_ADDRESS="));
+        if network.is_netns() {
+            ensure!(
+                bind.is_none(),
+                "ERLMCP_BIND_ADDRESS={bind:?} in a pod namespace"
+            );
+        } else {
+            ensure!(
+                bind == Some(&ip.to_string()),
+                "ERLMCP_BIND_ADDRESS={bind:?} for {ip}"
             );
         }
         let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;

@@ -39,8 +39,13 @@ struct Cli {
     /// Do not add the default image rules.
     #[arg(long)]
     no_default_images: bool,
-    /// Pod addresses: `auto` (an AnyIP /24 in 198.18.0.0/15, else 127.0.1.x) or three
-    /// octets, e.g. 127.0.1 (pods get .2, .3, ...).
+    /// Pod networking: `netns` (each pod in a network namespace of its own on a bridge the
+    /// runner creates; needs root), `loopback` (pods share the host's network, each on its
+    /// own address), or `auto` (`netns` as root, else `loopback`).
+    #[arg(long, default_value = "auto")]
+    network: String,
+    /// The pods' /24: `auto` (a free one in 198.18.0.0/15; in loopback mode an AnyIP route,
+    /// else 127.0.1.x) or three octets, e.g. 127.0.1 (pods get .2, .3, ...).
     #[arg(long, default_value = "auto")]
     address_base: String,
     /// First step of the restart back-off, seconds (the kubelet's is 10).
@@ -115,6 +120,7 @@ async fn main() -> Result<()> {
             .map(|t| parse_taint(t))
             .collect::<Result<_>>()?,
         images: ImageMap::new(&rules)?,
+        network: cli.network.parse()?,
         address_base: cli.address_base.clone(),
         backoff_base: Duration::from_secs(cli.backoff_base_seconds),
         volume_sync: Duration::from_secs(cli.volume_sync_seconds.max(1)),

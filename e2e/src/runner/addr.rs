@@ -1,7 +1,8 @@
-//! Pod addresses. Each pod gets its own IPv4 address on this machine, so every pod binds the
-//! same ports without clashing.
+//! Pod addresses. [`AddressPool`] hands out a `/24`'s host addresses; in netns mode (see
+//! [`network`](super::network)) that `/24` is the bridge's. This file also holds the loopback
+//! fallback, where pods share the host's network and each binds its own address.
 //!
-//! Default: a `/24` from the benchmarking range 198.18.0.0/15, made local with an "AnyIP"
+//! Loopback fallback, default: a `/24` from the benchmarking range 198.18.0.0/15, made local with an "AnyIP"
 //! route (`ip route add local 198.18.N.0/24 dev lo`, removed at exit): any address in it can be
 //! bound without configuring it, and, unlike 127.0.0.0/8, the API server accepts it in
 //! Endpoints (it refuses loopback there: "may not be in the loopback range"). Without
@@ -29,7 +30,7 @@ struct PoolState {
     next: u8,
 }
 
-fn parse_base(s: &str) -> Result<[u8; 3]> {
+pub fn parse_base(s: &str) -> Result<[u8; 3]> {
     let parts: Vec<u8> = s
         .split('.')
         .map(|p| p.parse::<u8>())
@@ -87,6 +88,20 @@ impl AddressPool {
             }
         }
         Ok(Self::with_base([127, 0, 1], None))
+    }
+
+    /// A pool over `base.2` .. `base.254` that adds no route (netns mode: the bridge's /24).
+    pub fn fixed(base: [u8; 3]) -> Self {
+        Self::with_base(base, None)
+    }
+
+    /// The AnyIP route this pool added, if any.
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+
+    pub fn octets(&self) -> [u8; 3] {
+        self.base
     }
 
     fn with_base(base: [u8; 3], route: Option<String>) -> Self {

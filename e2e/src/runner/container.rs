@@ -13,7 +13,7 @@ use kube::runtime::events::EventType;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
-use super::fields::{container_env, expand};
+use super::fields::{container_env, expand, PodIps};
 use super::images::argv as image_argv;
 use super::probe::{self, ExecTarget, Handler};
 use super::process::{self, signal_group, Identity, Launch, Mount};
@@ -131,6 +131,8 @@ pub struct CtrParams {
     pub spec: Container,
     pub pod: Pod,
     pub ip: IpAddr,
+    /// netns mode: the pod's network namespace (`/run/netns/<name>`).
+    pub netns: Option<PathBuf>,
     pub mounts: Vec<Mount>,
     pub identity: Identity,
     pub read_only_root: bool,
@@ -379,7 +381,7 @@ impl Runner {
         let ip = self.p.ip.to_string();
         let pod = &self.p.pod;
         let s = &self.sh.settings;
-        let base = vec![
+        let mut base = vec![
             (
                 "PATH".to_string(),
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
@@ -405,10 +407,17 @@ impl Runner {
                 "KUBERNETES_PORT".to_string(),
                 format!("tcp://{}:{}", s.api_host, s.api_port),
             ),
-            // Test-only: production pods bind 0.0.0.0; here every pod has its own address.
-            ("ERLMCP_BIND_ADDRESS".to_string(), ip.clone()),
         ];
-        let env = container_env(&self.sh.client, pod, c, &ip, base)
+        if self.sh.net.pods_share_host_network() {
+            // Loopback fallback only: pods share the host's network, so each binds its own
+            // address. In a namespace of its own a pod binds 0.0.0.0, as in production.
+            base.push(("ERLMCP_BIND_ADDRESS".to_string(), ip.clone()));
+        }
+        let ips = PodIps {
+            pod: ip.clone(),
+            host: self.sh.net.host_ip().to_string(),
+        };
+        let env = container_env(&self.sh.client, pod, c, &ips, base)
             .await
             .map_err(|e| ("CreateContainerConfigError".to_string(), format!("{e:#}")))?;
         let vars: std::collections::HashMap<String, String> = env.iter().cloned().collect();
@@ -433,6 +442,7 @@ impl Runner {
             mounts,
             identity: self.p.identity.clone(),
             hostname: pod.metadata.name.clone().unwrap_or_default(),
+            netns: self.p.netns.clone(),
             read_only_root: self.p.read_only_root,
             no_new_privs: self.p.no_new_privs,
             log: self.p.log.clone(),

@@ -16,8 +16,15 @@ fn quote_map(m: Option<&std::collections::BTreeMap<String, String>>) -> String {
     .unwrap_or_default()
 }
 
+/// The addresses the downward API reports: the pod's, and the host's as the pod reaches it.
+#[derive(Debug, Clone, Default)]
+pub struct PodIps {
+    pub pod: String,
+    pub host: String,
+}
+
 /// Value of a downward-API `fieldPath` for this pod (podIP is the runner's address for it).
-pub fn field_value(pod: &Pod, pod_ip: &str, path: &str) -> Option<String> {
+pub fn field_value(pod: &Pod, ips: &PodIps, path: &str) -> Option<String> {
     let md = &pod.metadata;
     let spec = pod.spec.as_ref();
     let indexed = |prefix: &str, m: Option<&std::collections::BTreeMap<String, String>>| {
@@ -36,8 +43,8 @@ pub fn field_value(pod: &Pod, pod_ip: &str, path: &str) -> Option<String> {
             .service_account_name
             .clone()
             .unwrap_or_else(|| "default".into()),
-        "status.hostIP" | "status.hostIPs" => "127.0.0.1".into(),
-        "status.podIP" | "status.podIPs" => pod_ip.into(),
+        "status.hostIP" | "status.hostIPs" => ips.host.clone(),
+        "status.podIP" | "status.podIPs" => ips.pod.clone(),
         _ => {
             return indexed("metadata.labels", md.labels.as_ref())
                 .or_else(|| indexed("metadata.annotations", md.annotations.as_ref()))
@@ -106,7 +113,7 @@ pub async fn container_env(
     client: &Client,
     pod: &Pod,
     ctr: &Container,
-    pod_ip: &str,
+    ips: &PodIps,
     base: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -157,7 +164,7 @@ pub async fn container_env(
             Some(expand(v, &vars))
         } else if let Some(src) = &e.value_from {
             if let Some(f) = &src.field_ref {
-                Some(field_value(pod, pod_ip, &f.field_path).ok_or_else(|| {
+                Some(field_value(pod, ips, &f.field_path).ok_or_else(|| {
                     anyhow!("env {}: unsupported fieldRef {:?}", e.name, f.field_path)
                 })?)
             } else if let Some(r) = &src.resource_field_ref {
@@ -237,17 +244,25 @@ mod tests {
             "spec": {"nodeName": "node-a", "containers": []}
         }))
         .unwrap();
+        let ips = PodIps {
+            pod: "1.2.3.4".into(),
+            host: "198.18.7.1".into(),
+        };
+        assert_eq!(field_value(&pod, &ips, "status.podIP").unwrap(), "1.2.3.4");
         assert_eq!(
-            field_value(&pod, "1.2.3.4", "status.podIP").unwrap(),
-            "1.2.3.4"
+            field_value(&pod, &ips, "status.hostIP").unwrap(),
+            "198.18.7.1"
         );
-        assert_eq!(field_value(&pod, "", "metadata.namespace").unwrap(), "n");
-        assert_eq!(field_value(&pod, "", "metadata.labels['a']").unwrap(), "b");
+        assert_eq!(field_value(&pod, &ips, "metadata.namespace").unwrap(), "n");
         assert_eq!(
-            field_value(&pod, "", "metadata.labels").unwrap(),
+            field_value(&pod, &ips, "metadata.labels['a']").unwrap(),
+            "b"
+        );
+        assert_eq!(
+            field_value(&pod, &ips, "metadata.labels").unwrap(),
             "a=\"b\"\n"
         );
-        assert_eq!(field_value(&pod, "", "spec.nodeName").unwrap(), "node-a");
-        assert!(field_value(&pod, "", "spec.bogus").is_none());
+        assert_eq!(field_value(&pod, &ips, "spec.nodeName").unwrap(), "node-a");
+        assert!(field_value(&pod, &ips, "spec.bogus").is_none());
     }
 }

@@ -2,16 +2,21 @@
 //!
 //! It registers a few Node objects and keeps them alive, and for every pod bound to them runs
 //! each container as a local process (see [`process`]): images map to local programs
-//! ([`images`]), each pod gets its own IP address ([`addr`]), volumes are materialised per pod
+//! ([`images`]), each pod is a host of its own in a network namespace on the runner's bridge
+//! ([`netns`]; without root: an address of its own on loopback, [`addr`]; see [`network`]),
+//! volumes are materialised per pod
 //! ([`volumes`]) and bind-mounted at their mount paths in a private mount namespace, probes and
 //! hooks run as the kubelet runs them ([`probe`], [`container`]), and pod status is written back
 //! ([`pod`]). Deleting a pod runs its preStop hook, sends SIGTERM, waits the grace period,
 //! kills, then removes the pod object.
 
 pub mod addr;
+pub mod apiproxy;
 pub mod container;
 pub mod fields;
 pub mod images;
+pub mod netns;
+pub mod network;
 pub mod node;
 pub mod pod;
 pub mod probe;
@@ -32,8 +37,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
-use self::addr::AddressPool;
 use self::images::ImageMap;
+use self::network::{Network, NetworkMode};
 use self::node::{NodeSpec, Nodes};
 use self::pod::Signal;
 
@@ -44,7 +49,9 @@ pub struct Settings {
     pub nodes: Vec<NodeSpec>,
     pub node_taints: Vec<Taint>,
     pub images: ImageMap,
-    /// `auto` or three octets like `127.0.1`.
+    /// Pods in network namespaces (`netns`), on loopback addresses, or `auto`.
+    pub network: NetworkMode,
+    /// `auto` or three octets like `127.0.1` (the pods' /24).
     pub address_base: String,
     /// First restart back-off step (the kubelet's is 10 s).
     pub backoff_base: Duration,
@@ -63,7 +70,7 @@ pub struct Settings {
 pub struct Shared {
     pub client: Client,
     pub settings: Settings,
-    pub pool: AddressPool,
+    pub net: Network,
     recorder: Recorder,
 }
 
@@ -102,7 +109,7 @@ pub fn api_endpoint(client_cfg: &kube::Config) -> (String, u16) {
 }
 
 /// Runs until `shutdown` resolves; then stops every pod (grace capped by
-/// `settings.shutdown_grace`) and removes the address route it added.
+/// `settings.shutdown_grace`) and removes its network (bridge, namespaces, links, route).
 pub async fn run(
     client: Client,
     settings: Settings,
@@ -113,8 +120,21 @@ pub async fn run(
         .await
         .context("cannot reach the API server")?;
     std::fs::create_dir_all(settings.state_dir.join("pods"))?;
-    let pool = AddressPool::new(&settings.address_base)?;
-    tracing::info!(base = %pool.base(), "pod addresses");
+    let net = Network::new(
+        settings.network,
+        &settings.address_base,
+        &settings.api_host,
+        settings.api_port,
+    )?;
+    let info = net.info();
+    tracing::info!(mode = %info.mode, subnet = %info.subnet, host = %info.host_ip, "pod network");
+    if let Err(e) = std::fs::write(
+        settings.state_dir.join(network::INFO_FILE),
+        serde_json::to_vec_pretty(&info)?,
+    ) {
+        net.cleanup();
+        return Err(e.into());
+    }
     let nodes = Nodes::new(
         client.clone(),
         settings.nodes.clone(),
@@ -122,7 +142,7 @@ pub async fn run(
         version.git_version.clone(),
     );
     if let Err(e) = nodes.register().await {
-        pool.cleanup();
+        net.cleanup();
         return Err(e);
     }
     tracing::info!(nodes = ?nodes.names(), "nodes registered");
@@ -136,11 +156,11 @@ pub async fn run(
     let sh = Arc::new(Shared {
         client: client.clone(),
         settings,
-        pool,
+        net,
         recorder,
     });
     let result = dispatch(sh.clone(), &nodes, shutdown).await;
-    sh.pool.cleanup();
+    sh.net.cleanup();
     if sh.settings.remove_nodes_on_exit {
         nodes.remove().await;
     }

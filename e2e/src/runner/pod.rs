@@ -3,7 +3,7 @@
 //! then remove the pod object so its controller proceeds).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::container::{CtrParams, CtrState, CtrView, Runner, StopReq};
+use super::fields::PodIps;
+use super::network::PodNet;
 use super::process::{Identity, Mount};
 use super::volumes::PodVolumes;
 use super::Shared;
@@ -51,7 +53,7 @@ struct Worker {
     sh: Arc<Shared>,
     pod: Pod,
     rx: watch::Receiver<Signal>,
-    ip: Option<Ipv4Addr>,
+    net: Option<PodNet>,
     start_time: String,
     init: Vec<CtrView>,
     main: Vec<CtrView>,
@@ -201,10 +203,10 @@ impl Worker {
         };
         let init = views(&self.init);
         let main = views(&self.main);
-        let ip = self.ip.map(|ip| ip.to_string());
+        let ip = self.net.as_ref().map(|n| n.ip.to_string());
         let mut st = json!({
             "phase": self.phase(),
-            "hostIP": "127.0.0.1",
+            "hostIP": self.sh.net.host_ip().to_string(),
             "startTime": self.start_time,
             "conditions": conds,
             "containerStatuses": main,
@@ -314,7 +316,7 @@ pub async fn run(sh: Arc<Shared>, pod: Pod, rx: watch::Receiver<Signal>) {
         init_done: spec.init_containers.as_ref().is_none_or(|v| v.is_empty()),
         pod,
         rx,
-        ip: None,
+        net: None,
         start_time: now(),
         conditions: BTreeMap::new(),
         waiting_msg: None,
@@ -322,8 +324,8 @@ pub async fn run(sh: Arc<Shared>, pod: Pod, rx: watch::Receiver<Signal>) {
     };
     tracing::info!(pod = %format!("{ns}/{name}"), "starting pod");
     let stop = run_inner(&mut w, &uid_dir).await;
-    if let Some(ip) = w.ip {
-        sh.pool.release(ip);
+    if let Some(n) = w.net.take() {
+        sh.net.detach(n).await;
     }
     let _ = std::fs::remove_dir_all(&uid_dir);
     if let Stop::Delete(_) = stop {
@@ -353,19 +355,36 @@ async fn run_inner(w: &mut Worker, uid_dir: &std::path::Path) -> Stop {
     if let Err(e) = std::fs::create_dir_all(uid_dir) {
         tracing::error!(error = %e, "cannot create pod dir");
     }
-    // An address of its own.
+    // An address (and in netns mode a network namespace) of its own.
+    let mut last_net_err = String::new();
     loop {
-        if let Some(ip) = sh.pool.allocate() {
-            w.ip = Some(ip);
-            break;
+        let msg = match sh.net.attach().await {
+            Ok(Some(n)) => {
+                w.net = Some(n);
+                break;
+            }
+            Ok(None) => "no free pod address".to_string(),
+            Err(e) => format!("pod network: {e:#}"),
+        };
+        if msg != last_net_err {
+            tracing::warn!(pod = %name, %msg, "pod network not ready");
+            last_net_err = msg.clone();
         }
-        w.waiting_msg = Some(("ContainerCreating".into(), "no free pod address".into()));
+        w.waiting_msg = Some(("ContainerCreating".into(), msg));
         w.write_status().await;
         if let Some(s) = w.pause(Duration::from_secs(2)).await {
             return s;
         }
     }
-    let ip = w.ip.unwrap();
+    let (ip, netns) = match &w.net {
+        Some(n) => (n.ip, n.netns_path()),
+        None => unreachable!("attached above"),
+    };
+    let ips = PodIps {
+        pod: ip.to_string(),
+        host: sh.net.host_ip().to_string(),
+    };
+    w.waiting_msg = None;
     w.write_status().await;
     // Volumes.
     let fs_group = w
@@ -378,7 +397,7 @@ async fn run_inner(w: &mut Worker, uid_dir: &std::path::Path) -> Stop {
     let mut vols = PodVolumes::new(sh.client.clone(), uid_dir, fs_group);
     let mut last_err = String::new();
     loop {
-        match vols.sync(&w.pod, &ip.to_string()).await {
+        match vols.sync(&w.pod, &ips).await {
             Ok(()) => break,
             Err(e) => {
                 let msg = format!("{e:#}");
@@ -419,6 +438,7 @@ async fn run_inner(w: &mut Worker, uid_dir: &std::path::Path) -> Stop {
                 spec: c.clone(),
                 pod: w.pod.clone(),
                 ip: IpAddr::V4(ip),
+                netns: netns.clone(),
                 mounts: mounts(c, &vol_root)?,
                 identity: identity(&w.pod, c),
                 read_only_root: csc.read_only_root_filesystem == Some(true),
@@ -498,7 +518,7 @@ async fn run_inner(w: &mut Worker, uid_dir: &std::path::Path) -> Stop {
             }
             _ = sync_tick.tick() => {
                 dirty = true; // also retries a failed status write
-                if let Err(e) = vols.sync(&w.pod, &ip.to_string()).await {
+                if let Err(e) = vols.sync(&w.pod, &ips).await {
                     tracing::warn!(pod = %name, error = %format!("{e:#}"), "volume resync failed");
                 }
                 match w.api().get_opt(&name).await {
@@ -508,7 +528,7 @@ async fn run_inner(w: &mut Worker, uid_dir: &std::path::Path) -> Stop {
                 }
                 if w.init_done && stage_started && tasks.iter().all(|t| t.is_finished()) {
                     // Every container is done (restartPolicy Never/OnFailure): the address is free.
-                    if let Some(ip) = w.ip.take() { sh.pool.release(ip); }
+                    if let Some(n) = w.net.take() { sh.net.detach(n).await; }
                 }
             }
         }

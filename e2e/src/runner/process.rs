@@ -1,5 +1,6 @@
-//! Running a container as a local process: its own mount and UTS namespaces (volumes
-//! bind-mounted at their `mountPath`, optional read-only root, hostname = pod name), the
+//! Running a container as a local process: the pod's network namespace (netns mode), its own
+//! mount and UTS namespaces (volumes bind-mounted at their `mountPath`, optional read-only
+//! root, hostname = pod name), the
 //! pod's user and groups, a cleared environment, its own process group (signals reach all of
 //! it), output appended to a log file, and SIGKILL if the runner dies (no leaked pods).
 
@@ -37,6 +38,8 @@ pub struct Launch {
     pub mounts: Vec<Mount>,
     pub identity: Identity,
     pub hostname: String,
+    /// The pod's network namespace (`/run/netns/<name>`); `None`: the host's network.
+    pub netns: Option<PathBuf>,
     pub read_only_root: bool,
     pub no_new_privs: bool,
     pub log: PathBuf,
@@ -123,6 +126,14 @@ pub fn spawn(l: &Launch) -> Result<Child> {
     let ro_root = l.read_only_root;
     let nnp = l.no_new_privs;
     let parent = std::process::id() as libc::pid_t;
+    // Opened here, entered first thing in the child; closed on exec.
+    let netns = match &l.netns {
+        Some(p) => Some(
+            std::fs::File::open(p).with_context(|| format!("network namespace {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
 
     // The program, like the mount sources, is opened before any mount: a pod volume over e.g.
     // /tmp must not hide a binary that lives under /tmp (a workspace cloned there). The child
@@ -149,6 +160,9 @@ pub fn spawn(l: &Launch) -> Result<Child> {
     unsafe {
         cmd.pre_exec(move || {
             let null = std::ptr::null::<libc::c_char>();
+            if let Some(fd) = netns_fd {
+                check(libc::setns(fd, libc::CLONE_NEWNET))?;
+            }
             check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
             check(libc::mount(
                 null,
@@ -221,6 +235,7 @@ pub fn spawn(l: &Launch) -> Result<Child> {
     let child = cmd
         .spawn()
         .with_context(|| format!("starting {:?}", l.argv))?;
+    drop(netns);
     Ok(child)
 }
 
@@ -248,7 +263,8 @@ pub fn signal_group(pgid: u32, sig: libc::c_int) {
     }
 }
 
-/// Runs `argv` inside a running container (its mount and UTS namespaces, its user and env),
+/// Runs `argv` inside a running container (its network, mount and UTS namespaces, its user
+/// and env),
 /// like `kubectl exec` / an exec probe. Returns the exit code and combined output (capped).
 pub async fn exec_in(
     pid: u32,
@@ -269,9 +285,10 @@ pub async fn exec_in(
         }
         Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
     };
+    let net = open_ns("net")?;
     let mnt = open_ns("mnt")?;
     let uts = open_ns("uts")?;
-    let (mnt_fd, uts_fd) = (mnt.as_raw_fd(), uts.as_raw_fd());
+    let (net_fd, mnt_fd, uts_fd) = (net.as_raw_fd(), mnt.as_raw_fd(), uts.as_raw_fd());
     let ident = identity.clone();
     let groups = ident.groups.clone();
     let workdir = cstr(working_dir.unwrap_or("/"))?;
@@ -286,6 +303,7 @@ pub async fn exec_in(
         .kill_on_drop(true);
     unsafe {
         cmd.pre_exec(move || {
+            check(libc::setns(net_fd, libc::CLONE_NEWNET))?;
             check(libc::setns(mnt_fd, libc::CLONE_NEWNS))?;
             check(libc::setns(uts_fd, libc::CLONE_NEWUTS))?;
             drop_privileges(&ident, &groups)?;
@@ -294,7 +312,7 @@ pub async fn exec_in(
         });
     }
     let child = cmd.spawn().with_context(|| format!("exec {argv:?}"))?;
-    drop((mnt, uts));
+    drop((net, mnt, uts));
     let pgid = child.id();
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(out) => {

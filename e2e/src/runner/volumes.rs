@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-use super::fields::field_value;
+use super::fields::{field_value, PodIps};
 
 /// Relative path → (content, mode).
 pub type Files = BTreeMap<String, (Vec<u8>, u32)>;
@@ -60,7 +60,7 @@ impl PodVolumes {
 
     /// Creates every volume, or fails with the first reason one cannot be made (the kubelet's
     /// FailedMount). Later calls refresh the atomic-writer volumes whose content changed.
-    pub async fn sync(&mut self, pod: &Pod, pod_ip: &str) -> Result<()> {
+    pub async fn sync(&mut self, pod: &Pod, ips: &PodIps) -> Result<()> {
         let vols = pod
             .spec
             .as_ref()
@@ -76,7 +76,7 @@ impl PodVolumes {
                 }
             } else if is_atomic(v) {
                 let files = self
-                    .payload(pod, pod_ip, v)
+                    .payload(pod, ips, v)
                     .await
                     .with_context(|| format!("volume {:?}", v.name))?;
                 if self.written.get(&v.name) != Some(&files) {
@@ -101,7 +101,7 @@ impl PodVolumes {
         Ok(())
     }
 
-    async fn payload(&mut self, pod: &Pod, pod_ip: &str, v: &Volume) -> Result<Files> {
+    async fn payload(&mut self, pod: &Pod, ips: &PodIps, v: &Volume) -> Result<Files> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let mut files = Files::new();
         if let Some(cm) = &v.config_map {
@@ -124,7 +124,7 @@ impl PodVolumes {
             let mode = d.default_mode.unwrap_or(0o644) as u32;
             downward_files(
                 pod,
-                pod_ip,
+                ips,
                 d.items.as_deref().unwrap_or_default(),
                 mode,
                 &mut files,
@@ -157,7 +157,7 @@ impl PodVolumes {
                 if let Some(d) = &src.downward_api {
                     downward_files(
                         pod,
-                        pod_ip,
+                        ips,
                         d.items.as_deref().unwrap_or_default(),
                         mode,
                         &mut files,
@@ -338,14 +338,14 @@ fn project(
 
 fn downward_files(
     pod: &Pod,
-    pod_ip: &str,
+    ips: &PodIps,
     items: &[DownwardAPIVolumeFile],
     mode: u32,
     out: &mut Files,
 ) -> Result<()> {
     for it in items {
         let value = if let Some(f) = &it.field_ref {
-            field_value(pod, pod_ip, &f.field_path)
+            field_value(pod, ips, &f.field_path)
                 .ok_or_else(|| anyhow!("unsupported fieldRef {:?}", f.field_path))?
         } else if let Some(r) = &it.resource_field_ref {
             super::fields::resource_value(pod, r.container_name.as_deref(), &r.resource)
