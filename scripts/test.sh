@@ -19,6 +19,9 @@ cargo test --workspace --exclude erlmcp-e2e
 step "pinned test tools (Node 22, MCP conformance suite, MCP SDKs, Helm), cached under ~/.cache"
 bash scripts/tools.sh all >&2
 
+step "the release erlmcp carries no conformance fixture"
+bash dataplane/tests/release_has_no_fixtures.sh
+
 step "official MCP conformance suite, both requirement sets"
 bash dataplane/tests/conformance.sh
 

@@ -7,6 +7,7 @@ pub mod context;
 pub mod jsonrpc;
 pub mod lifecycle;
 pub mod mrtr;
+pub mod pagination;
 pub mod prompts;
 pub mod resources;
 pub mod revision;
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use crate::catalog::Catalog;
+use crate::catalog::{handler, Catalog};
 use crate::node::{ClusterView, Lifecycle, NodeIdentity};
 use crate::observe::metrics::Metrics;
 use crate::session::SessionRegistry;
@@ -281,5 +282,21 @@ impl Core {
             "clusterNodes": peers.iter().filter(|p| p.state == "up").count() + 1,
             "expectedNodes": self.cluster.expected_nodes(),
         })
+    }
+}
+
+/// The narrow view of the core that catalog handlers get.
+impl handler::Server for Core {
+    fn notify_list_changed(&self, what: &'static str) {
+        Core::notify_list_changed(self, what)
+    }
+    fn notify_resource_updated(&self, uri: &str) {
+        Core::notify_resource_updated(self, uri)
+    }
+    fn node_status(&self) -> Value {
+        Core::node_status(self)
+    }
+    fn state_key(&self) -> &mrtr::StateKey {
+        &self.state_key
     }
 }
