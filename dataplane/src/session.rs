@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::node::NodeIdentity;
 use crate::observe::metrics::Metrics;
-use crate::protocol::jsonrpc::{Id, RpcError};
-use crate::protocol::revision::Legacy;
+use crate::wire::jsonrpc::{Id, RpcError};
+use crate::wire::revision::Legacy;
 
 /// Events kept per stream for resumption; older ones are dropped.
 const MAX_EVENTS_PER_STREAM: usize = 1024;

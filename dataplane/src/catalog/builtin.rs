@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::handler::{ToolCall, ToolHandler};
 use super::{ToolDescription, ToolEntry};
-use crate::protocol::jsonrpc::RpcError;
+use crate::wire::jsonrpc::RpcError;
 
 pub const NODE_STATUS_URI: &str = "erlmcp://node/status";
 

@@ -7,9 +7,9 @@
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use crate::protocol::context::Ctx;
-use crate::protocol::jsonrpc::RpcError;
-use crate::protocol::mrtr::StateKey;
+use crate::context::Ctx;
+use crate::wire::jsonrpc::RpcError;
+use crate::wire::mrtr::StateKey;
 
 /// What a handler may ask of the server it runs in.
 pub trait Server: Send + Sync {

@@ -456,8 +456,7 @@ mod tests {
         fn call<'a>(
             &'a self,
             _: handler::ToolCall<'a>,
-        ) -> futures::future::BoxFuture<'a, Result<Value, crate::protocol::jsonrpc::RpcError>>
-        {
+        ) -> futures::future::BoxFuture<'a, Result<Value, crate::wire::jsonrpc::RpcError>> {
             Box::pin(async { Ok(json!({"content": []})) })
         }
     }

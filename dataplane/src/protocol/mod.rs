@@ -3,16 +3,17 @@
 //! what they say. One file per method family.
 
 pub mod completion;
-pub mod context;
-pub mod jsonrpc;
 pub mod lifecycle;
-pub mod mrtr;
 pub mod pagination;
 pub mod prompts;
 pub mod resources;
-pub mod revision;
 pub mod subscriptions;
 pub mod tools;
+
+// The vocabulary and the request context live below the catalog (its handlers use them);
+// these names keep the paths the transports and the cluster use.
+pub use crate::context;
+pub use crate::wire::{jsonrpc, mrtr, revision};
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock};

@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::jsonrpc::{self, RpcError};
-use super::revision::Legacy;
 use crate::session::{ClientRequests, Session};
+use crate::wire::jsonrpc::{self, RpcError};
+use crate::wire::revision::Legacy;
 
 /// Log levels, lowest first (RFC 5424 order as MCP uses it).
 pub const LEVELS: &[&str] = &[
