@@ -22,6 +22,9 @@ bash scripts/tools.sh all >&2
 step "alert rules (promtool check/test) and Grafana dashboard queries on a real Prometheus scraping real erlmcp nodes"
 bash charts/erlmcp-operator/tests/prometheus.sh
 
+step "the release erlmcp carries no conformance fixture"
+bash dataplane/tests/release_has_no_fixtures.sh
+
 step "official MCP conformance suite, both requirement sets"
 bash dataplane/tests/conformance.sh
 

@@ -171,7 +171,7 @@ fn main() {
         for (k, v) in [("ERLMCP_PORT", "1"), ("HEALTH_PORT", "2"), ("METRICS_PORT", "3"), ("ERLMCP_NODE_NAME", "erlmcp@bench")] {
             env.insert(k.to_string(), v.to_string());
         }
-        let cfg = config::from_parts(Default::default(), &env, false).unwrap();
+        let cfg = config::from_parts(Default::default(), &env).unwrap();
         let bind = || async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
         let listeners = Listeners { mcp: bind().await, health: bind().await, metrics: bind().await, tcp: None };
         let running = app::start(cfg, Arc::new(SingleNode), Arc::new(Lifecycle::new()), listeners).await.unwrap();

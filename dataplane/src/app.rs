@@ -17,14 +17,14 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::auth::Auth;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Register};
 use crate::config::{ConfigError, ConfigErrors, RuntimeConfig};
 use crate::limits::Limits;
 use crate::node::{ClusterView, Lifecycle, NodeIdentity};
-use crate::observe::{health, metrics::Metrics};
+use crate::observe::metrics::Metrics;
 use crate::protocol::{Core, CoreParts};
 use crate::session::SessionRegistry;
-use crate::transport::{legacy_sse, streamable_http, tcp, websocket, AppState, Shared};
+use crate::transport::{health, legacy_sse, streamable_http, tcp, websocket, AppState, Shared};
 
 /// Listeners bound up front.
 pub struct Listeners {
@@ -63,7 +63,20 @@ pub fn build_state(
     cluster: Arc<dyn ClusterView>,
     lifecycle: Arc<Lifecycle>,
 ) -> Result<Shared, ConfigErrors> {
-    let catalog = Catalog::build(&cfg.file.mcp, cfg.fixtures).map_err(ConfigErrors)?;
+    build_state_with(cfg, cluster, lifecycle, None)
+}
+
+/// [`build_state`] with extra catalog entries an embedding binary registers.
+pub fn build_state_with(
+    cfg: &RuntimeConfig,
+    cluster: Arc<dyn ClusterView>,
+    lifecycle: Arc<Lifecycle>,
+    register: Option<Register>,
+) -> Result<Shared, ConfigErrors> {
+    let mut catalog = Catalog::build(&cfg.file.mcp).map_err(ConfigErrors)?;
+    if let Some(register) = register {
+        register(&mut catalog);
+    }
     let auth = Auth::from_spec(&cfg.file.mcp.auth)
         .map_err(|(field, message)| ConfigErrors(vec![ConfigError { field, message }]))?;
     let metrics = Arc::new(Metrics::new());
@@ -264,8 +277,19 @@ pub async fn start(
     lifecycle: Arc<Lifecycle>,
     listeners: Listeners,
 ) -> anyhow::Result<Running> {
-    let state =
-        build_state(&cfg, cluster, lifecycle.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    start_with(cfg, cluster, lifecycle, listeners, None).await
+}
+
+/// [`start`] with extra catalog entries an embedding binary registers.
+pub async fn start_with(
+    cfg: RuntimeConfig,
+    cluster: Arc<dyn ClusterView>,
+    lifecycle: Arc<Lifecycle>,
+    listeners: Listeners,
+    register: Option<Register>,
+) -> anyhow::Result<Running> {
+    let state = build_state_with(&cfg, cluster, lifecycle.clone(), register)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let tls = tls_acceptor(&cfg)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopper = move || {
@@ -327,7 +351,7 @@ pub async fn start(
         }
     });
     lifecycle.set_ready(true);
-    tracing::info!(node = %state.core.node.name, %mcp_addr, %health_addr, %metrics_addr, tools = state.core.catalog.tools.len(), fixtures = cfg.fixtures, "erlmcp serving");
+    tracing::info!(node = %state.core.node.name, %mcp_addr, %health_addr, %metrics_addr, tools = state.core.catalog.tools.len(), "erlmcp serving");
     Ok(Running {
         state,
         mcp_addr,

@@ -55,8 +55,6 @@ pub struct RuntimeConfig {
     pub client_tls: Option<TlsFiles>,
     /// Items per page for list results.
     pub page_size: usize,
-    /// Serve the conformance fixtures (`--fixtures`).
-    pub fixtures: bool,
 }
 
 impl RuntimeConfig {
@@ -91,11 +89,7 @@ impl Env for BTreeMap<String, String> {
 }
 
 /// Read the file (if any), overlay the environment, validate.
-pub fn load(
-    path: Option<&Path>,
-    env: &dyn Env,
-    fixtures: bool,
-) -> Result<RuntimeConfig, ConfigErrors> {
+pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<RuntimeConfig, ConfigErrors> {
     let file = match path {
         None => DataplaneConfig::default(),
         Some(p) => {
@@ -104,7 +98,7 @@ pub fn load(
             parse_file(&text).map_err(|e| ConfigErrors(vec![e]))?
         }
     };
-    from_parts(file, env, fixtures)
+    from_parts(file, env)
 }
 
 /// Parse YAML text; serde's message carries the path of the bad field.
@@ -164,11 +158,7 @@ fn parse_bool(errs: &mut Vec<ConfigError>, var: &str, v: &str) -> Option<bool> {
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "warning", "error"];
 
-pub fn from_parts(
-    mut file: DataplaneConfig,
-    env: &dyn Env,
-    fixtures: bool,
-) -> Result<RuntimeConfig, ConfigErrors> {
+pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeConfig, ConfigErrors> {
     let mut errs = Vec::new();
 
     if let Some(v) = env.get("ERLMCP_PORT") {
@@ -434,7 +424,6 @@ pub fn from_parts(
         cookie,
         client_tls,
         page_size,
-        fixtures,
     })
 }
 
@@ -451,7 +440,7 @@ mod tests {
 
     #[test]
     fn defaults_without_file_or_env() {
-        let c = from_parts(DataplaneConfig::default(), &env(&[]), false).unwrap();
+        let c = from_parts(DataplaneConfig::default(), &env(&[])).unwrap();
         assert_eq!(
             (c.mcp_port(), c.health_port(), c.metrics_port()),
             (8080, 9090, 9100)
@@ -474,7 +463,6 @@ mod tests {
                 ("ERLMCP_NODE_NAME", "erlmcp@n1"),
                 ("ERLANG_COOKIE", "c00kie"),
             ]),
-            false,
         )
         .unwrap();
         assert_eq!(c.mcp_port(), 8181);
@@ -498,7 +486,6 @@ mod tests {
                 ("ERLMCP_BIND_ADDRESS", "nowhere"),
                 ("TLS_ENABLED", "true"),
             ]),
-            false,
         )
         .unwrap_err();
         let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
@@ -516,12 +503,8 @@ mod tests {
 
     #[test]
     fn port_collisions_are_errors() {
-        let errs = from_parts(
-            DataplaneConfig::default(),
-            &env(&[("ERLMCP_PORT", "9090")]),
-            false,
-        )
-        .unwrap_err();
+        let errs =
+            from_parts(DataplaneConfig::default(), &env(&[("ERLMCP_PORT", "9090")])).unwrap_err();
         assert!(
             errs.0.iter().any(|e| e.message.contains("already used")),
             "{errs}"
@@ -535,7 +518,6 @@ mod tests {
         let errs = from_parts(
             parse_file("mcp:\n  tools:\n    - name: x\n      backend: {}\n").unwrap(),
             &env(&[]),
-            false,
         )
         .unwrap_err();
         assert!(
@@ -549,7 +531,6 @@ mod tests {
         let errs = from_parts(
             DataplaneConfig::default(),
             &env(&[("ERLANG_COOKIE_FILE", "/nonexistent/cookie")]),
-            false,
         )
         .unwrap_err();
         assert_eq!(errs.0[0].field, "ERLANG_COOKIE_FILE");

@@ -5,11 +5,14 @@
 pub mod app;
 pub mod auth;
 pub mod catalog;
+pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod context;
 pub mod limits;
 pub mod node;
 pub mod observe;
 pub mod protocol;
 pub mod session;
 pub mod transport;
+pub mod wire;

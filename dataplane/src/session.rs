@@ -4,19 +4,18 @@
 //! global lock on the request path.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::node::NodeIdentity;
 use crate::observe::metrics::Metrics;
-use crate::protocol::context::Peer;
-use crate::protocol::jsonrpc::Id;
-use crate::protocol::revision::Legacy;
+use crate::wire::jsonrpc::{Id, RpcError};
+use crate::wire::revision::Legacy;
 
 /// Events kept per stream for resumption; older ones are dropped.
 const MAX_EVENTS_PER_STREAM: usize = 1024;
@@ -35,7 +34,9 @@ pub struct Session {
     pub log_level: AtomicU8,
     pub initialized: AtomicBool,
     pub subscriptions: DashMap<String, ()>,
-    pub peer: Arc<Peer>,
+    /// Pending server-to-client requests (the field keeps its old name until the Streamable
+    /// HTTP transport's split lands).
+    pub peer: Arc<ClientRequests>,
     /// In-flight requests, so `notifications/cancelled` can abort them.
     pub in_flight: DashMap<Id, futures::future::AbortHandle>,
     pub events: Mutex<EventStore>,
@@ -77,6 +78,54 @@ impl Session {
         }
         if let Some(h) = self.standalone.lock().expect("standalone lock").take() {
             h.abort();
+        }
+    }
+}
+
+/// Our requests to one client (a legacy session or a connection) that await its answer.
+#[derive(Default)]
+pub struct ClientRequests {
+    next_id: AtomicI64,
+    pending: DashMap<Id, oneshot::Sender<Result<Value, RpcError>>>,
+}
+
+impl ClientRequests {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    /// A fresh request id and where its answer will arrive.
+    pub fn register(&self) -> (Id, oneshot::Receiver<Result<Value, RpcError>>) {
+        let id = Id::Str(format!(
+            "srv-{}",
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        ));
+        let (tx, rx) = oneshot::channel();
+        self.pending.insert(id.clone(), tx);
+        (id, rx)
+    }
+    /// Stop waiting for `id` (not sent, or timed out).
+    pub fn forget(&self, id: &Id) {
+        self.pending.remove(id);
+    }
+    /// A client's response to one of our requests. False if nobody waits for that id.
+    pub fn complete(&self, id: &Id, result: Option<Value>, error: Option<Value>) -> bool {
+        match self.pending.remove(id) {
+            Some((_, tx)) => {
+                let r = match (result, error) {
+                    (Some(v), _) => Ok(v),
+                    (None, Some(e)) => Err(RpcError::new(
+                        e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
+                        e.get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("client error")
+                            .to_string(),
+                    )),
+                    (None, None) => Err(RpcError::internal("empty response")),
+                };
+                let _ = tx.send(r);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -237,7 +286,7 @@ impl SessionRegistry {
             log_level: AtomicU8::new(1),
             initialized: AtomicBool::new(false),
             subscriptions: DashMap::new(),
-            peer: Peer::new(),
+            peer: ClientRequests::new(),
             in_flight: DashMap::new(),
             events: Mutex::new(EventStore::default()),
             standalone: Mutex::new(None),
@@ -277,7 +326,7 @@ impl SessionRegistry {
             log_level: AtomicU8::new(1),
             initialized: AtomicBool::new(true),
             subscriptions: DashMap::new(),
-            peer: Peer::new(),
+            peer: ClientRequests::new(),
             in_flight: DashMap::new(),
             events: Mutex::new(EventStore::default()),
             standalone: Mutex::new(None),

@@ -1,4 +1,5 @@
-# Shared by the CI test scripts: build erlmcp, pick free ports, start and stop a server.
+# Shared by the CI test scripts: build erlmcp (or the conformance server), pick free ports, start
+# and stop a server.
 # Sourced; expects `set -euo pipefail` in the caller.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TOOLS="$ROOT/scripts/tools.sh"
@@ -16,6 +17,18 @@ build_erlmcp() {
   fi
   (cd "$ROOT" && cargo build -q -p erlmcp-dataplane --bin erlmcp) || fail "cargo build failed"
   ERLMCP_BIN="$ROOT/target/debug/erlmcp"
+}
+
+# The conformance server: erlmcp's command line and server plus the suite's fixtures (crate
+# erlmcp-conformance). start_erlmcp then runs it.
+build_conformance() {
+  if [[ -n "${ERLMCP_CONFORMANCE_BIN:-}" ]]; then
+    [[ -x "$ERLMCP_CONFORMANCE_BIN" ]] || fail "ERLMCP_CONFORMANCE_BIN=$ERLMCP_CONFORMANCE_BIN is not executable"
+    ERLMCP_BIN="$ERLMCP_CONFORMANCE_BIN"
+    return
+  fi
+  (cd "$ROOT" && cargo build -q -p erlmcp-conformance --bin erlmcp-conformance) || fail "cargo build failed"
+  ERLMCP_BIN="$ROOT/target/debug/erlmcp-conformance"
 }
 
 # start_erlmcp ARGS... : starts in the background, sets SERVER_PID, MCP_PORT, HEALTH_PORT_N, MCP_URL

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The official MCP conformance suite (@modelcontextprotocol/conformance@0.2.0-alpha.12, run with
-# Node 22) against `erlmcp serve --config config/conformance.yaml --fixtures`, for both
+# Node 22) against `erlmcp-conformance serve --config config/conformance.yaml` (the erlmcp server
+# with the suite's fixtures registered; crate erlmcp-conformance), for both
 # requirement sets (2025-11-25 and 2026-07-28), with an empty expected-failures list. Fails if a
 # tool is missing (never skips) or any scored scenario fails.
 set -euo pipefail
@@ -10,9 +11,9 @@ NODE=$(bash "$TOOLS" node22 | tail -n1) || fail "Node 22 unavailable (scripts/to
 SUITE=$(bash "$TOOLS" conformance | tail -n1) || fail "conformance suite unavailable (scripts/tools.sh conformance)"
 [[ -x "$NODE" && -f "$SUITE" ]] || fail "conformance tools missing: $NODE $SUITE"
 
-build_erlmcp
+build_conformance
 trap stop_erlmcp EXIT
-start_erlmcp --config "$ROOT/config/conformance.yaml" --fixtures
+start_erlmcp --config "$ROOT/config/conformance.yaml"
 
 OUT=$(mktemp -d -t erlmcp-conformance.XXXXXX)
 status=0

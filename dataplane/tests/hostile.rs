@@ -18,7 +18,7 @@ async fn still_serving(addr: std::net::SocketAddr) {
 
 #[tokio::test]
 async fn malformed_and_oversized_bodies() {
-    let s = start("mcp:\n  limits:\n    maxRequestBytes: 4096\n", &[], false).await;
+    let s = start("mcp:\n  limits:\n    maxRequestBytes: 4096\n", &[]).await;
     let url = mcp_url(&s);
     let h = [
         ("content-type", "application/json"),
@@ -82,7 +82,7 @@ async fn malformed_and_oversized_bodies() {
 
 #[tokio::test]
 async fn bad_origin_and_unknown_sessions() {
-    let s = start("", &[], false).await;
+    let s = start("", &[]).await;
     let url = mcp_url(&s);
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}}).to_string();
     let r = request(
@@ -137,7 +137,6 @@ async fn bearer_auth_rejects_bad_tokens() {
     let s = start(
         "mcp:\n  auth:\n    mode: bearer\n    bearerToken:\n      value: t0ken\n",
         &[],
-        false,
     )
     .await;
     let url = mcp_url(&s);
@@ -187,7 +186,6 @@ async fn flood_past_the_rate_limit() {
             ("RATE_LIMIT_ENABLED", "true"),
             ("RATE_LIMIT_PER_SECOND", "5"),
         ],
-        false,
     )
     .await;
     let mut limited = 0;

@@ -13,7 +13,7 @@ fn init(id: i64, v: &str) -> String {
 
 #[tokio::test]
 async fn websocket_serves_both_eras() {
-    let s = start("", &[], false).await;
+    let s = start("", &[]).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", s.mcp_addr))
         .await
         .unwrap();
@@ -60,7 +60,6 @@ async fn tcp_newline_json_rpc() {
     let s = start(
         "mcp:\n  transports:\n    tcp:\n      enabled: true\n      port: 4\n",
         &[],
-        false,
     )
     .await;
     let sock = tokio::net::TcpStream::connect(s.tcp_addr.unwrap())
@@ -88,7 +87,7 @@ async fn tcp_newline_json_rpc() {
 
 #[tokio::test]
 async fn legacy_http_sse_transport() {
-    let s = start("", &[], false).await;
+    let s = start("", &[]).await;
     let client = reqwest_like(s.mcp_addr).await;
     assert!(client.starts_with("/messages?sessionId="), "{client}");
 }
@@ -142,7 +141,7 @@ async fn reqwest_like(addr: std::net::SocketAddr) -> String {
 
 #[tokio::test]
 async fn health_metrics_and_drain() {
-    let s = start("", &[("ERLMCP_NODE_NAME", "erlmcp@drain-node")], false).await;
+    let s = start("", &[("ERLMCP_NODE_NAME", "erlmcp@drain-node")]).await;
     let health = |p: &'static str| {
         let a = s.health_addr;
         async move { request("GET", &format!("http://{a}{p}"), &[], "").await }

@@ -115,7 +115,7 @@ for i in 1 2 3; do
     ERLMCP_PORT="$MCP_PORT" HEALTH_PORT="$HEALTH_PORT" METRICS_PORT="$METRICS_PORT" \
     ERLMCP_PEER_PORT="$PEER_PORT" ERLMCP_PEERS="$PEERS" ERLANG_COOKIE=prometheus-test-cookie-0123456789abcdef \
     ERLMCP_ENV=development ERLMCP_LOG_LEVEL=info ERLMCP_DRAIN_DELAY_SECONDS=1 ERLMCP_DRAIN_SECONDS=5 \
-    "$ERLMCP" serve --fixtures >"$WORK/node$i.log" 2>&1 &
+    "$ERLMCP" serve >"$WORK/node$i.log" 2>&1 &
   PIDS+=($!)
 done
 wait_ready() { # url, what, tries (of 0.2 s)

@@ -1,19 +1,23 @@
 //! Built-ins served with no configuration: tool `echo`, tool `cluster_status`, resource
 //! `erlmcp://node/status`.
 
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use serde_json::{json, Value};
 
-use super::{compile_schema, tool_def, Backend, ToolEntry};
-use crate::protocol::context::Ctx;
-use crate::protocol::Core;
+use super::handler::{ToolCall, ToolHandler};
+use super::{ToolDescription, ToolEntry};
+use crate::wire::jsonrpc::RpcError;
 
 pub const NODE_STATUS_URI: &str = "erlmcp://node/status";
 
-#[derive(Debug, Clone, Copy)]
-pub enum Builtin {
-    Echo,
-    ClusterStatus,
-}
+/// `echo`: returns its message.
+struct Echo;
+
+/// `cluster_status`: this node and its peers.
+struct ClusterStatus;
 
 pub fn tools() -> Vec<ToolEntry> {
     let echo_in = json!({
@@ -35,67 +39,63 @@ pub fn tools() -> Vec<ToolEntry> {
         "required": ["node", "peers"]
     });
     vec![
-        ToolEntry {
-            name: "echo".into(),
-            def: tool_def(
-                "echo",
-                Some("Echo"),
-                Some("Returns its message argument unchanged"),
-                &echo_in,
-                Some(&echo_out),
-                Some(
-                    &json!({"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}),
+        ToolEntry::with_handler(
+            ToolDescription {
+                name: "echo",
+                title: Some("Echo"),
+                description: "Returns its message argument unchanged",
+                input: echo_in,
+                output: Some(echo_out),
+                annotations: Some(
+                    json!({"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}),
                 ),
-            ),
-            validator: compile_schema(&echo_in).ok(),
-            backend: Backend::Builtin(Builtin::Echo),
-            header_params: Vec::new(),
-        },
-        ToolEntry {
-            name: "cluster_status".into(),
-            def: tool_def(
-                "cluster_status",
-                Some("Cluster status"),
-                Some("This node and its peers, as this node sees them"),
-                &status_in,
-                Some(&status_out),
-                Some(&json!({"readOnlyHint": true, "openWorldHint": false})),
-            ),
-            validator: compile_schema(&status_in).ok(),
-            backend: Backend::Builtin(Builtin::ClusterStatus),
-            header_params: Vec::new(),
-        },
+            },
+            Arc::new(Echo),
+        ),
+        ToolEntry::with_handler(
+            ToolDescription {
+                name: "cluster_status",
+                title: Some("Cluster status"),
+                description: "This node and its peers, as this node sees them",
+                input: status_in,
+                output: Some(status_out),
+                annotations: Some(json!({"readOnlyHint": true, "openWorldHint": false})),
+            },
+            Arc::new(ClusterStatus),
+        ),
     ]
 }
 
-/// Whether the request's revision knows `structuredContent`.
-pub fn structured_ok(ctx: &Ctx) -> bool {
-    ctx.era
-        .legacy_version()
-        .is_none_or(|v| v.has_structured_output())
+/// Text content, plus `structuredContent` where the revision knows it.
+fn result(text: &str, structured: Value, with_structured: bool) -> Value {
+    if with_structured {
+        json!({"content": [{"type": "text", "text": text}], "structuredContent": structured})
+    } else {
+        json!({"content": [{"type": "text", "text": text}]})
+    }
 }
 
-pub fn call(b: Builtin, args: &Value, core: &Core, ctx: &Ctx) -> Value {
-    match b {
-        Builtin::Echo => {
-            let msg = args
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if structured_ok(ctx) {
-                json!({"content": [{"type": "text", "text": msg}], "structuredContent": {"message": msg}})
-            } else {
-                json!({"content": [{"type": "text", "text": msg}]})
-            }
-        }
-        Builtin::ClusterStatus => {
-            let s = core.node_status();
-            let text = serde_json::to_string_pretty(&s).unwrap_or_default();
-            if structured_ok(ctx) {
-                json!({"content": [{"type": "text", "text": text}], "structuredContent": s})
-            } else {
-                json!({"content": [{"type": "text", "text": text}]})
-            }
-        }
+impl ToolHandler for Echo {
+    fn call<'a>(&'a self, c: ToolCall<'a>) -> BoxFuture<'a, Result<Value, RpcError>> {
+        let msg = c
+            .args
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let r = result(
+            msg,
+            json!({"message": msg}),
+            c.ctx.era.has_structured_output(),
+        );
+        futures::future::ready(Ok(r)).boxed()
+    }
+}
+
+impl ToolHandler for ClusterStatus {
+    fn call<'a>(&'a self, c: ToolCall<'a>) -> BoxFuture<'a, Result<Value, RpcError>> {
+        let s = c.server.node_status();
+        let text = serde_json::to_string_pretty(&s).unwrap_or_default();
+        let r = result(&text, s, c.ctx.era.has_structured_output());
+        futures::future::ready(Ok(r)).boxed()
     }
 }

@@ -1,10 +1,10 @@
 //! What the server offers: tools (with compiled argument schemas and a backend), resources,
 //! resource templates and prompts, built once at start from the configuration plus the
-//! built-ins (and the conformance fixtures with `--fixtures`).
+//! built-ins, and whatever an embedding binary registers through [`handler`].
 
 pub mod builtin;
 pub mod command;
-pub mod fixtures;
+pub mod handler;
 pub mod http;
 pub mod template;
 
@@ -20,11 +20,15 @@ use template::UriTemplate;
 
 /// What runs when a tool is called.
 pub enum Backend {
-    Builtin(builtin::Builtin),
-    Fixture(&'static str),
+    /// Code in this process: a built-in, or a tool an embedding binary registered.
+    Handler(Arc<dyn handler::ToolHandler>),
     Http(Arc<http::HttpTool>),
     Command(Arc<command::CommandTool>),
 }
+
+/// Extra entries an embedding binary adds once the configured ones are in (an entry whose
+/// name or URI is taken already is not added).
+pub type Register = fn(&mut Catalog);
 
 pub struct ToolEntry {
     pub name: String,
@@ -34,6 +38,36 @@ pub struct ToolEntry {
     pub backend: Backend,
     /// `x-mcp-header` annotations: (property name, header suffix).
     pub header_params: Vec<(String, String)>,
+}
+
+/// How a tool served by a [`handler::ToolHandler`] is listed.
+pub struct ToolDescription<'a> {
+    pub name: &'a str,
+    pub title: Option<&'a str>,
+    pub description: &'a str,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub annotations: Option<Value>,
+}
+
+impl ToolEntry {
+    /// A tool whose calls `handler` serves; its input schema validates the arguments first.
+    pub fn with_handler(d: ToolDescription<'_>, handler: Arc<dyn handler::ToolHandler>) -> Self {
+        ToolEntry {
+            name: d.name.into(),
+            def: tool_def(
+                d.name,
+                d.title,
+                Some(d.description),
+                &d.input,
+                d.output.as_ref(),
+                d.annotations.as_ref(),
+            ),
+            validator: compile_schema(&d.input).ok(),
+            header_params: header_params(&d.input),
+            backend: Backend::Handler(handler),
+        }
+    }
 }
 
 pub enum ResourceBody {
@@ -64,7 +98,7 @@ pub struct TemplateEntry {
 
 pub enum PromptBody {
     Spec(PromptSpec),
-    Fixture(&'static str),
+    Handler(Arc<dyn handler::PromptHandler>),
 }
 
 pub struct PromptEntry {
@@ -163,7 +197,7 @@ pub fn read_value_source(v: &ValueSource) -> Result<String, String> {
 
 impl Catalog {
     /// Build from the `mcp` section; errors name the field.
-    pub fn build(mcp: &McpSpec, fixtures: bool) -> Result<Self, Vec<ConfigError>> {
+    pub fn build(mcp: &McpSpec) -> Result<Self, Vec<ConfigError>> {
         let mut c = Catalog::default();
         let mut errs = Vec::new();
         for b in builtin::tools() {
@@ -320,9 +354,6 @@ impl Catalog {
             }
             c.add_prompt(prompt_entry(pr));
         }
-        if fixtures {
-            fixtures::add(&mut c);
-        }
         if errs.is_empty() {
             Ok(c)
         } else {
@@ -405,54 +436,62 @@ pub fn prompt_entry(pr: &PromptSpec) -> PromptEntry {
     }
 }
 
-/// A page of `items` starting at the opaque `cursor`; the cursor is the base64 of an offset.
-pub fn page<'a, T>(
-    items: &'a [T],
-    cursor: Option<&str>,
-    size: usize,
-) -> Result<(&'a [T], Option<String>), String> {
-    let start = match cursor {
-        None => 0,
-        Some(c) => base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(c)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok()))
-            .filter(|n| *n <= items.len())
-            .ok_or_else(|| format!("invalid cursor {c:?}"))?,
-    };
-    let end = (start + size).min(items.len());
-    let next = (end < items.len())
-        .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o:{end}")));
-    Ok((&items[start..end], next))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn pages_with_opaque_cursors() {
-        let items: Vec<u32> = (0..5).collect();
-        let (a, next) = page(&items, None, 2).unwrap();
-        assert_eq!(a, &[0, 1]);
-        let (b, next2) = page(&items, next.as_deref(), 2).unwrap();
-        assert_eq!(b, &[2, 3]);
-        let (c, last) = page(&items, next2.as_deref(), 2).unwrap();
-        assert_eq!((c, last), (&[4][..], None));
-        assert!(page(&items, Some("garbage"), 2).is_err());
-    }
-
-    #[test]
     fn builds_default_catalog_and_reports_bad_schemas() {
-        let c = Catalog::build(&McpSpec::default(), false).unwrap();
+        let c = Catalog::build(&McpSpec::default()).unwrap();
         assert!(c.tool("echo").is_some() && c.tool("cluster_status").is_some());
         assert!(c.tool("test_simple_text").is_none());
         assert!(c.resource(builtin::NODE_STATUS_URI).is_some());
         let spec: McpSpec = serde_yaml::from_str("tools:\n  - name: bad\n    inputSchema: {type: object, properties: {a: {type: 12}}}\n    backend: {command: {command: [cat]}}\n").unwrap();
-        let errs = Catalog::build(&spec, false).err().unwrap();
+        let errs = Catalog::build(&spec).err().unwrap();
         assert_eq!(errs[0].field, "mcp.tools[0].inputSchema");
-        let with_fixtures = Catalog::build(&McpSpec::default(), true).unwrap();
-        assert!(with_fixtures.tool("test_simple_text").is_some());
+    }
+
+    struct Nothing;
+    impl handler::ToolHandler for Nothing {
+        fn call<'a>(
+            &'a self,
+            _: handler::ToolCall<'a>,
+        ) -> futures::future::BoxFuture<'a, Result<Value, crate::wire::jsonrpc::RpcError>> {
+            Box::pin(async { Ok(json!({"content": []})) })
+        }
+    }
+
+    fn registered(name: &str) -> ToolEntry {
+        ToolEntry::with_handler(
+            ToolDescription {
+                name,
+                title: None,
+                description: "registered",
+                input: json!({"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}),
+                output: None,
+                annotations: None,
+            },
+            Arc::new(Nothing),
+        )
+    }
+
+    #[test]
+    fn registered_handlers_are_listed_after_and_never_over_the_configured_tools() {
+        let spec: McpSpec = serde_yaml::from_str("tools:\n  - name: mine\n    description: configured\n    inputSchema: {type: object}\n    backend: {command: {command: [cat]}}\n").unwrap();
+        let mut c = Catalog::build(&spec).unwrap();
+        c.add_tool(registered("extra"));
+        c.add_tool(registered("mine"));
+        let extra = c.tool("extra").unwrap();
+        assert!(matches!(extra.backend, Backend::Handler(_)));
+        assert_eq!(extra.def["description"], "registered");
+        assert!(extra.validator.is_some());
+        assert_eq!(
+            extra.header_params,
+            vec![("region".to_string(), "Region".to_string())]
+        );
+        assert_eq!(c.tools.last().unwrap().name, "extra");
+        let mine = c.tool("mine").unwrap();
+        assert!(matches!(mine.backend, Backend::Command(_)));
+        assert_eq!(mine.def["description"], "configured");
     }
 }

@@ -320,7 +320,7 @@ mod tests {
     }
 
     fn rc(pairs: &[(&str, &str)]) -> RuntimeConfig {
-        crate::config::from_parts(DataplaneConfig::default(), &env(pairs), false).unwrap()
+        crate::config::from_parts(DataplaneConfig::default(), &env(pairs)).unwrap()
     }
 
     #[test]

@@ -307,7 +307,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let rc: RuntimeConfig = from_parts(Default::default(), &env, false).unwrap();
+        let rc: RuntimeConfig = from_parts(Default::default(), &env).unwrap();
         let mut env2 = env.clone();
         for (k, v) in [
             ("POD_NAME", "mcp-1"),

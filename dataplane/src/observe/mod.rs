@@ -1,6 +1,6 @@
-//! Health endpoints (`HEALTH_PORT`), Prometheus metrics (`METRICS_PORT`) and logging setup.
+//! Prometheus metrics and logging setup. (The health and metrics endpoints that serve them are
+//! in `transport::health`.)
 
-pub mod health;
 pub mod metrics;
 
 /// Structured logs on stderr (stdout may carry stdio JSON-RPC): JSON in production, text for

@@ -3,15 +3,17 @@
 //! what they say. One file per method family.
 
 pub mod completion;
-pub mod context;
-pub mod jsonrpc;
 pub mod lifecycle;
-pub mod mrtr;
+pub mod pagination;
 pub mod prompts;
 pub mod resources;
-pub mod revision;
 pub mod subscriptions;
 pub mod tools;
+
+// The vocabulary and the request context live below the catalog (its handlers use them);
+// these names keep the paths the transports and the cluster use.
+pub use crate::context;
+pub use crate::wire::{jsonrpc, mrtr, revision};
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -21,7 +23,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use crate::catalog::Catalog;
+use crate::catalog::{handler, Catalog};
 use crate::node::{ClusterView, Lifecycle, NodeIdentity};
 use crate::observe::metrics::Metrics;
 use crate::session::SessionRegistry;
@@ -281,5 +283,21 @@ impl Core {
             "clusterNodes": peers.iter().filter(|p| p.state == "up").count() + 1,
             "expectedNodes": self.cluster.expected_nodes(),
         })
+    }
+}
+
+/// The narrow view of the core that catalog handlers get.
+impl handler::Server for Core {
+    fn notify_list_changed(&self, what: &'static str) {
+        Core::notify_list_changed(self, what)
+    }
+    fn notify_resource_updated(&self, uri: &str) {
+        Core::notify_resource_updated(self, uri)
+    }
+    fn node_status(&self) -> Value {
+        Core::node_status(self)
+    }
+    fn state_key(&self) -> &mrtr::StateKey {
+        &self.state_key
     }
 }

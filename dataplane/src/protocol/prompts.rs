@@ -4,9 +4,10 @@ use serde_json::{json, Map, Value};
 
 use super::context::Ctx;
 use super::jsonrpc::RpcError;
-use super::tools::cursor;
+use super::pagination::{cursor, page};
 use super::Core;
-use crate::catalog::{fixtures, page, PromptBody};
+use crate::catalog::handler::PromptGet;
+use crate::catalog::PromptBody;
 
 pub fn list(core: &Core, params: &Value) -> Result<Value, RpcError> {
     let (items, next) = page(&core.catalog.prompts, cursor(params)?, core.page_size)
@@ -55,7 +56,16 @@ pub async fn get(core: &Core, params: &Value, ctx: &Ctx) -> Result<Value, RpcErr
         )));
     }
     match &p.body {
-        PromptBody::Fixture(n) => fixtures::prompt(n, args, params, ctx).await,
+        PromptBody::Handler(h) => {
+            h.get(PromptGet {
+                name,
+                args,
+                params,
+                ctx,
+                server: core,
+            })
+            .await
+        }
         PromptBody::Spec(spec) => {
             let messages: Vec<Value> = spec
                 .messages

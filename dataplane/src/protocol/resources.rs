@@ -5,9 +5,9 @@ use serde_json::{json, Value};
 
 use super::context::{Ctx, Era};
 use super::jsonrpc::{RpcError, RESOURCE_NOT_FOUND_LEGACY};
-use super::tools::cursor;
+use super::pagination::{cursor, page};
 use super::Core;
-use crate::catalog::{page, template, ResourceBody, TemplateBody};
+use crate::catalog::{template, ResourceBody, TemplateBody};
 
 pub fn list(core: &Core, params: &Value) -> Result<Value, RpcError> {
     let (items, next) = page(&core.catalog.resources, cursor(params)?, core.page_size)

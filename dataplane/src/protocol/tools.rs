@@ -5,8 +5,10 @@ use serde_json::{json, Value};
 
 use super::context::Ctx;
 use super::jsonrpc::RpcError;
+use super::pagination::{cursor, page};
 use super::{mrtr, Core};
-use crate::catalog::{self, builtin, fixtures, page, Backend};
+use crate::catalog::handler::ToolCall;
+use crate::catalog::{self, Backend};
 
 pub fn list(core: &Core, params: &Value, _ctx: &Ctx) -> Result<Value, RpcError> {
     let cursor = cursor(params)?;
@@ -17,14 +19,6 @@ pub fn list(core: &Core, params: &Value, _ctx: &Ctx) -> Result<Value, RpcError> 
         r["nextCursor"] = json!(n);
     }
     Ok(r)
-}
-
-pub fn cursor(params: &Value) -> Result<Option<&str>, RpcError> {
-    match params.get("cursor") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(RpcError::invalid_params("cursor must be a string")),
-    }
 }
 
 pub async fn call(core: &Core, params: &Value, ctx: &Ctx) -> Result<Value, RpcError> {
@@ -71,10 +65,18 @@ pub async fn call(core: &Core, params: &Value, ctx: &Ctx) -> Result<Value, RpcEr
             )));
         }
     }
-    let structured = builtin::structured_ok(ctx);
+    let structured = ctx.era.has_structured_output();
     match &tool.backend {
-        Backend::Builtin(b) => Ok(builtin::call(*b, args, core, ctx)),
-        Backend::Fixture(n) => fixtures::call(n, args, params, core, ctx).await,
+        Backend::Handler(h) => {
+            h.call(ToolCall {
+                name,
+                args,
+                params,
+                ctx,
+                server: core,
+            })
+            .await
+        }
         Backend::Http(h) => Ok(h.call(args, structured).await),
         Backend::Command(c) => Ok(c.call(args, structured).await),
     }

@@ -12,21 +12,20 @@ use futures::future::{AbortHandle, Abortable};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::catalog::fixtures::CLOSE_STREAM;
 use crate::limits::WRITE_TIMEOUT;
-use crate::protocol::context::{Ctx, Era, Outbound, Peer};
+use crate::protocol::context::{Ctx, Era, Outbound, OutboundItem};
 use crate::protocol::jsonrpc::{self, Id, Message, Parsed, RpcError};
 use crate::protocol::revision::META_PROTOCOL_VERSION;
 use crate::protocol::subscriptions::Listener;
 use crate::protocol::{lifecycle, Core};
-use crate::session::Session;
+use crate::session::{ClientRequests, Session};
 
 pub struct Conn {
     core: Arc<Core>,
     transport: &'static str,
-    tx: mpsc::UnboundedSender<Value>,
+    tx: mpsc::UnboundedSender<OutboundItem>,
     session: Mutex<Option<Arc<Session>>>,
-    peer: Arc<Peer>,
+    peer: Arc<ClientRequests>,
     in_flight: DashMap<Id, AbortHandle>,
     principal: Option<Arc<str>>,
     /// Global cap on requests in progress (they wait in line beyond it).
@@ -42,13 +41,14 @@ impl Conn {
         principal: Option<String>,
         limit: Arc<tokio::sync::Semaphore>,
     ) -> Arc<Self> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<OutboundItem>();
         let metrics = core.metrics.clone();
         tokio::spawn(async move {
-            while let Some(v) = rx.recv().await {
-                if v.get(CLOSE_STREAM).is_some() {
+            while let Some(item) = rx.recv().await {
+                // A connection has no per-request stream to close.
+                let OutboundItem::Message(v) = item else {
                     continue;
-                }
+                };
                 let bytes = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
                 if out.send_timeout(bytes, WRITE_TIMEOUT).await.is_err() {
                     tracing::debug!(
@@ -68,7 +68,7 @@ impl Conn {
             transport,
             tx,
             session: Mutex::new(None),
-            peer: Peer::new(),
+            peer: ClientRequests::new(),
             in_flight: DashMap::new(),
             principal: principal.map(Into::into),
             limit,
@@ -85,7 +85,7 @@ impl Conn {
     }
 
     fn send(&self, v: Value) {
-        let _ = self.tx.send(v);
+        let _ = self.tx.send(OutboundItem::Message(v));
     }
 
     fn send_error(&self, id: Option<&Id>, e: &RpcError) {

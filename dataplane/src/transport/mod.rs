@@ -1,8 +1,10 @@
 //! Transports move JSON-RPC between clients and the protocol core: Streamable HTTP (both eras)
 //! on `/mcp`, the legacy HTTP+SSE transport, WebSocket, TCP and stdio. The message-stream
-//! transports (WebSocket, TCP, stdio, legacy SSE) share [`conn`].
+//! transports (WebSocket, TCP, stdio, legacy SSE) share [`conn`]. [`health`] serves the
+//! health and metrics ports.
 
 pub mod conn;
+pub mod health;
 pub mod legacy_sse;
 pub mod stdio;
 pub mod streamable_http;

@@ -1,6 +1,7 @@
 //! Multi-process cluster test bed: each node is the real `erlmcp` binary on its own loopback
 //! address (`ERLMCP_BIND_ADDRESS=127.x.y.z`), like the e2e pod runner; a fault proxy can sit
-//! between any two nodes and black-hole their traffic.
+//! between any two nodes and black-hole their traffic. The conformance crate's tests share this
+//! file: there each node is `erlmcp-conformance` (the same server plus the fixtures).
 
 #![allow(dead_code)]
 
@@ -19,6 +20,15 @@ use tokio::net::{TcpListener, TcpStream};
 // The shared HTTP client and MCP helpers, so a cluster test needs `support::cluster::*` only.
 pub use super::client::*;
 pub use super::{legacy_headers, MODERN};
+
+/// The server binary of the crate whose tests include this file.
+const SERVER_BIN: &str = match (
+    option_env!("CARGO_BIN_EXE_erlmcp-conformance"),
+    option_env!("CARGO_BIN_EXE_erlmcp"),
+) {
+    (Some(b), _) | (None, Some(b)) => b,
+    (None, None) => panic!("no erlmcp server binary in this crate"),
+};
 
 pub const COOKIE: &str = "test-cookie-0123456789abcdef0123456789";
 pub const LEGACY: &str = "2025-11-25";
@@ -135,8 +145,8 @@ impl Node {
             .append(true)
             .open(&self.spec.log)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_erlmcp"));
-        cmd.arg("serve").arg("--fixtures");
+        let mut cmd = Command::new(SERVER_BIN);
+        cmd.arg("serve");
         if let Some(c) = &self.spec.config {
             let path = self.spec.log.with_extension("yaml");
             std::fs::write(&path, c).unwrap();

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use erlmcp_dataplane::app::{self, Listeners, Running};
+use erlmcp_dataplane::catalog::Register;
 use erlmcp_dataplane::config;
 use erlmcp_dataplane::node::{Lifecycle, SingleNode};
 use serde_json::{json, Value};
@@ -21,7 +22,13 @@ use tokio::net::TcpListener;
 
 pub const MODERN: &str = "2026-07-28";
 
-pub async fn start(yaml: &str, env: &[(&str, &str)], fixtures: bool) -> Running {
+/// The product server on loopback ports, configured by `yaml` and `env`.
+pub async fn start(yaml: &str, env: &[(&str, &str)]) -> Running {
+    start_with(yaml, env, None).await
+}
+
+/// [`start`] with extra catalog entries (the conformance crate's tests register its fixtures).
+pub async fn start_with(yaml: &str, env: &[(&str, &str)], register: Option<Register>) -> Running {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let file = config::parse_file(yaml).expect("yaml");
     let mut e: BTreeMap<String, String> = env
@@ -34,7 +41,7 @@ pub async fn start(yaml: &str, env: &[(&str, &str)], fixtures: bool) -> Running 
     e.entry("ERLMCP_PORT".into()).or_insert("1".into());
     e.entry("HEALTH_PORT".into()).or_insert("2".into());
     e.entry("METRICS_PORT".into()).or_insert("3".into());
-    let cfg = config::from_parts(file, &e, fixtures).expect("config");
+    let cfg = config::from_parts(file, &e).expect("config");
     let l = |_: ()| async { TcpListener::bind("127.0.0.1:0").await.unwrap() };
     let listeners = Listeners {
         mcp: l(()).await,
@@ -46,11 +53,12 @@ pub async fn start(yaml: &str, env: &[(&str, &str)], fixtures: bool) -> Running 
             None
         },
     };
-    app::start(
+    app::start_with(
         cfg,
         Arc::new(SingleNode),
         Arc::new(Lifecycle::new()),
         listeners,
+        register,
     )
     .await
     .expect("start")
@@ -139,13 +147,15 @@ pub async fn legacy(
     .await
 }
 
-/// Validate `value` against definition `def` of a revision's schema.
+/// Validate `value` against definition `def` of a revision's schema. The schemas are found
+/// next to this file, so the conformance crate's tests (which share it) find them too.
 pub fn schema_check(revision: &str, def: &str, value: &Value) {
-    let path = format!(
-        "{}/tests/schemas/schema-{revision}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let text = match revision {
+        "2025-11-25" => include_str!("../schemas/schema-2025-11-25.json"),
+        "2026-07-28" => include_str!("../schemas/schema-2026-07-28.json"),
+        r => panic!("no schema for revision {r}"),
+    };
+    let mut schema: Value = serde_json::from_str(text).unwrap();
     schema["$ref"] = json!(format!("#/$defs/{def}"));
     let v = jsonschema::options()
         .build(&schema)

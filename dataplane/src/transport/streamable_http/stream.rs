@@ -14,9 +14,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::catalog::fixtures::CLOSE_STREAM;
 use crate::limits::WRITE_TIMEOUT;
-use crate::protocol::context::{Ctx, Outbound};
+use crate::protocol::context::{Ctx, Outbound, OutboundItem};
 use crate::protocol::jsonrpc::{Message, RpcError, INVALID_REQUEST, PARSE_ERROR};
 use crate::protocol::revision::Legacy;
 use crate::session::{event_id, Session, LIVE_BUFFER};
@@ -74,8 +73,8 @@ pub(super) async fn run(
         biased;
         r = &mut fut => {
             let mut queued = Vec::new();
-            while let Ok(v) = rx.try_recv() {
-                if v.get(CLOSE_STREAM).is_none() {
+            while let Ok(item) = rx.try_recv() {
+                if let OutboundItem::Message(v) = item {
                     queued.push(v);
                 }
             }
@@ -103,22 +102,24 @@ pub(super) async fn run(
                     let tx = tx.clone();
                     async move { tx.send_timeout(b, WRITE_TIMEOUT).await.is_ok() }
                 };
-                if first.get(CLOSE_STREAM).is_none() && !send(&first).await {
-                    return;
+                if let OutboundItem::Message(v) = &first {
+                    if !send(v).await {
+                        return;
+                    }
                 }
                 loop {
                     tokio::select! {
                         biased;
                         // The client closed the stream: that cancels the request (fut dropped).
                         _ = tx.closed() => return,
-                        Some(v) = rx.recv() => {
-                            if v.get(CLOSE_STREAM).is_some() { continue; }
+                        Some(item) = rx.recv() => {
+                            let OutboundItem::Message(v) = item else { continue; };
                             metrics.sent("http", 1);
                             if !send(&v).await { return; }
                         }
                         r = &mut fut => {
-                            while let Ok(v) = rx.try_recv() {
-                                if v.get(CLOSE_STREAM).is_none() && !send(&v).await { return; }
+                            while let Ok(item) = rx.try_recv() {
+                                if let OutboundItem::Message(v) = item { if !send(&v).await { return; } }
                             }
                             let _ = tx.send_timeout(sse_event(None, &core.response_bytes(&id, &r)), WRITE_TIMEOUT).await;
                             metrics.sent("http", 1);
@@ -147,11 +148,10 @@ pub(super) async fn run(
                             .into();
                     s.events.lock().expect("events").push(stream, data);
                 };
-                let handle = |s: &Session, v: Value| {
-                    if v.get(CLOSE_STREAM).is_some() {
-                        // SEP-1699 polling: end the HTTP response now; the rest is buffered.
-                        s.events.lock().expect("events").detach(stream);
-                    } else {
+                let handle = |s: &Session, item: OutboundItem| match item {
+                    // SEP-1699 polling: end the HTTP response now; the rest is buffered.
+                    OutboundItem::CloseStream => s.events.lock().expect("events").detach(stream),
+                    OutboundItem::Message(v) => {
                         metrics.sent("http", 1);
                         push(s, &v);
                     }

@@ -2,17 +2,16 @@
 //! a legacy session), where request-scoped notifications go, and how to ask the client for
 //! something (a server-to-client request on legacy revisions).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use super::jsonrpc::{self, Id, RpcError};
-use super::revision::Legacy;
-use crate::session::Session;
+use crate::session::{ClientRequests, Session};
+use crate::wire::jsonrpc::{self, RpcError};
+use crate::wire::revision::Legacy;
 
 /// Log levels, lowest first (RFC 5424 order as MCP uses it).
 pub const LEVELS: &[&str] = &[
@@ -66,6 +65,11 @@ impl Era {
             Era::Legacy(s) => s.client_capabilities.clone(),
         }
     }
+    /// Whether results may carry `structuredContent` (every revision but the oldest ones).
+    pub fn has_structured_output(&self) -> bool {
+        self.legacy_version()
+            .is_none_or(|v| v.has_structured_output())
+    }
     pub fn has_client_capability(&self, cap: &str) -> bool {
         match self {
             Era::Modern(m) => m.client_capabilities.get(cap).is_some_and(|v| !v.is_null()),
@@ -80,66 +84,41 @@ impl Era {
     }
 }
 
-/// Pending server-to-client requests of one peer (a legacy session or a connection).
-#[derive(Default)]
-pub struct Peer {
-    next_id: AtomicI64,
-    pending: DashMap<Id, oneshot::Sender<Result<Value, RpcError>>>,
-}
-
-impl Peer {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-    fn register(&self) -> (Id, oneshot::Receiver<Result<Value, RpcError>>) {
-        let id = Id::Str(format!(
-            "srv-{}",
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        ));
-        let (tx, rx) = oneshot::channel();
-        self.pending.insert(id.clone(), tx);
-        (id, rx)
-    }
-    /// A client's response to one of our requests. False if nobody waits for that id.
-    pub fn complete(&self, id: &Id, result: Option<Value>, error: Option<Value>) -> bool {
-        match self.pending.remove(id) {
-            Some((_, tx)) => {
-                let r = match (result, error) {
-                    (Some(v), _) => Ok(v),
-                    (None, Some(e)) => Err(RpcError::new(
-                        e.get("code").and_then(Value::as_i64).unwrap_or(-32603) as i32,
-                        e.get("message")
-                            .and_then(Value::as_str)
-                            .unwrap_or("client error")
-                            .to_string(),
-                    )),
-                    (None, None) => Err(RpcError::internal("empty response")),
-                };
-                let _ = tx.send(r);
-                true
-            }
-            None => false,
-        }
-    }
+/// One item a request sends towards the client while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboundItem {
+    /// A JSON-RPC message (notification or server-to-client request).
+    Message(Value),
+    /// End the response stream now (SSE polling, SEP-1699): the rest of the request's output,
+    /// its result included, is buffered for resumption. Transports without such a stream
+    /// ignore it.
+    CloseStream,
 }
 
 /// Where request-scoped messages go (progress, logs, server-to-client requests). `None` means
 /// the transport cannot carry them (a plain JSON response with nothing streaming).
 #[derive(Clone, Default)]
 pub struct Outbound {
-    pub tx: Option<mpsc::UnboundedSender<Value>>,
+    pub tx: Option<mpsc::UnboundedSender<OutboundItem>>,
 }
 
 impl Outbound {
     pub fn none() -> Self {
         Self { tx: None }
     }
-    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Value>) {
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<OutboundItem>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Self { tx: Some(tx) }, rx)
     }
     pub fn send(&self, msg: Value) -> bool {
-        self.tx.as_ref().is_some_and(|t| t.send(msg).is_ok())
+        self.push(OutboundItem::Message(msg))
+    }
+    /// Ask the transport to close the response stream early (see [`OutboundItem::CloseStream`]).
+    pub fn close_stream(&self) -> bool {
+        self.push(OutboundItem::CloseStream)
+    }
+    fn push(&self, item: OutboundItem) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.send(item).is_ok())
     }
 }
 
@@ -148,8 +127,9 @@ impl Outbound {
 pub struct Ctx {
     pub era: Era,
     pub out: Outbound,
-    /// Who asks the client for things (legacy only).
-    pub peer: Option<Arc<Peer>>,
+    /// Our requests to the client awaiting its answer (legacy only). The field keeps its old
+    /// name until the Streamable HTTP transport's split lands.
+    pub peer: Option<Arc<ClientRequests>>,
     /// `_meta.progressToken` of the request.
     pub progress_token: Option<Value>,
     /// Authenticated principal (token subject), for request-state binding.
@@ -196,19 +176,19 @@ impl Ctx {
         params: Value,
         timeout: Duration,
     ) -> Result<Value, RpcError> {
-        let peer = self.peer.as_ref().ok_or_else(|| {
+        let requests = self.peer.as_ref().ok_or_else(|| {
             RpcError::internal("this transport cannot carry server-to-client requests")
         })?;
-        let (id, rx) = peer.register();
+        let (id, rx) = requests.register();
         if !self.out.send(jsonrpc::request(&id, method, params)) {
-            peer.pending.remove(&id);
+            requests.forget(&id);
             return Err(RpcError::internal("no stream to the client"));
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(RpcError::internal("client went away")),
             Err(_) => {
-                peer.pending.remove(&id);
+                requests.forget(&id);
                 Err(RpcError::internal(format!(
                     "client did not answer {method} in time"
                 )))
