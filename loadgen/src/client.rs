@@ -107,6 +107,8 @@ async fn send_loop<F, Fut>(
             // Waiting for a permit delays the send, never the schedule: the latency of this
             // request still counts from `scheduled`.
             let permit = tokio::select! {
+                // A free slot wins even when the deadline has passed meanwhile: the request was due.
+                biased;
                 p = permits.clone().acquire_owned() => p.expect("semaphore open"),
                 _ = tokio::time::sleep_until(deadline) => {
                     let behind = 1 + ticker.overdue(sh.deadline - start, rate);

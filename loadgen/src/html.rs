@@ -14,12 +14,22 @@ const H: u32 = 320;
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    /// Dashed: a reference (what was asked for) under a solid measured line.
+    pub dashed: bool,
 }
 
 fn series(label: &str, points: Vec<(f64, f64)>) -> Series {
     Series {
         label: label.to_string(),
         points,
+        dashed: false,
+    }
+}
+
+fn dashed(label: &str, points: Vec<(f64, f64)>) -> Series {
+    Series {
+        dashed: true,
+        ..series(label, points)
     }
 }
 
@@ -139,7 +149,7 @@ pub fn charts(r: &Report) -> Vec<(String, String)> {
     };
     let mut out = Vec::new();
     let throughput = [
-        series("sent/s", per(&|s| s.sent as f64)),
+        dashed("sent/s", per(&|s| s.sent as f64)),
         series("ok/s", per(&|s| s.ok as f64)),
         series("errors/s", per(&|s| s.errors as f64)),
     ];
@@ -186,8 +196,8 @@ pub fn charts(r: &Report) -> Vec<(String, String)> {
         line_chart("Errors by kind", "errors per second", x_max, &errors, false),
     ));
     let mut conns = vec![
+        dashed("target clients", per(&|s| s.target_clients as f64)),
         series("connected clients", per(&|s| s.connections as f64)),
-        series("target clients", per(&|s| s.target_clients as f64)),
     ];
     for u in &r.setup.metrics_urls {
         let pts = r
@@ -252,6 +262,10 @@ fn f(v: f64) -> String {
 fn opt_mib(v: Option<f64>) -> String {
     v.map(|b| format!("{:.1}", b / 1_048_576.0))
         .unwrap_or_else(|| "–".into())
+}
+
+fn count(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "–".into())
 }
 
 fn opt(v: Option<f64>, unit: &str) -> String {
@@ -401,9 +415,9 @@ pub fn render(r: &Report) -> String {
                     opt_mib(s.first_rss_bytes),
                     opt_mib(s.last_rss_bytes),
                     opt_mib(s.peak_rss_bytes),
-                    opt(s.peak_sessions, ""),
-                    opt(s.requests_counted, ""),
-                    opt(s.request_errors_counted, ""),
+                    count(s.peak_sessions),
+                    count(s.requests_counted),
+                    count(s.request_errors_counted),
                 ],
             );
         }
