@@ -86,9 +86,11 @@ async fn send_loop<F, Fut>(
     Fut: std::future::Future<Output = bool>,
 {
     let start = sh.recorder.start();
-    let rate = |d: Duration| sh.plan.rate_at(d);
-    let first = start.elapsed()
-        + schedule::stagger(index, sh.plan.profile.clients.max(1), rate(start.elapsed()));
+    let rate = |d: Duration| sh.plan.pace_at(d);
+    // Stagger by the profile's own rate, not the phase's: a paused or slow first phase must not
+    // push a client's first request past the phases that follow.
+    let p = &sh.plan.profile;
+    let first = start.elapsed() + schedule::stagger(index, p.clients.max(1), p.rate_per_client);
     let mut ticker = Ticker::new(first, sh.plan.max_requests_per_client());
     let mut id = HANDSHAKE_ID;
     let deadline = tokio::time::Instant::from_std(sh.deadline);

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::profiles::{self, Overrides, Profile};
+use crate::schedule::Pace;
 
 pub const SCENARIOS: [&str; 4] = ["baseline", "connection-flood", "message-bombing", "soak"];
 
@@ -164,8 +165,21 @@ impl Plan {
 
     /// One client's scheduled rate (messages/s) at `t`.
     pub fn rate_at(&self, t: Duration) -> f64 {
-        let (i, _) = self.phase_at(t);
-        self.profile.rate_per_client * self.phases[i].rate_scale
+        self.pace_at(t).rate
+    }
+
+    /// The rate at `t` and the end of the phase it holds for.
+    pub fn pace_at(&self, t: Duration) -> Pace {
+        let (i, start) = self.phase_at(t);
+        let p = &self.phases[i];
+        Pace {
+            rate: self.profile.rate_per_client * p.rate_scale,
+            until: if i + 1 == self.phases.len() {
+                Duration::MAX
+            } else {
+                start + p.duration
+            },
+        }
     }
 
     /// The most clients any phase asks for.

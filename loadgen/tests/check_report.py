@@ -1,7 +1,8 @@
 """Checks one erlmcp-load result: the documented structure, every request answered, no errors.
 Never a speed. Usage: check_report.py DIR [key=value ...] with keys
   family, transports (comma list), clients (connections made), scenario, peak (peak
-  connections), floor (clients at the end), sse (1: GET streams delivered events)."""
+  connections), floor (clients at the end), sse (1: GET streams delivered events), busy (a
+  phase that must have answers)."""
 import json
 import sys
 from pathlib import Path
@@ -63,6 +64,10 @@ def main():
         targets = [x["targetClients"] for x in tl if x["targetClients"] > 0]
         if not targets or targets[-1] != int(want["floor"]):
             fail(f"{where}: clients at the end {targets[-1:]} want {want['floor']}")
+    if "busy" in want:
+        busy = [p for p in r["phases"] if p["name"] == want["busy"]]
+        if not busy or busy[0]["ok"] <= 0:
+            fail(f"{where}: phase {want['busy']} answered nothing: {r['phases']}")
     if want.get("sse") == "1" and t["sseEvents"] <= 0:
         fail(f"{where}: no events on the GET streams")
     # The server's own view, scraped during the run.

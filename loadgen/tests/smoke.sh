@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The load generator against a local erlmcp on loopback, for a few seconds per run at a low
 # rate: every transport (Streamable HTTP, WebSocket, TCP) in both protocol families, a GET/SSE
-# stream, round-robin over two endpoints and a time-scaled connection flood. Asserts each
-# report's structure and zero errors (check_report.py), never a speed.
+# stream, round-robin over two endpoints, the slow client, and every scenario time-scaled.
+# Asserts each report's structure and zero errors (check_report.py), never a speed.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/../../dataplane/tests/common.sh"
@@ -45,7 +45,17 @@ python3 "$HERE/check_report.py" "$OUT/round-robin" transports=http,websocket cli
 
 # The flood's shape at 1/50 of its length: up to 20 clients, hold 2 s, down to 1.
 load flood --scenario connection-flood --time-scale 0.02 --duration 2s --clients 20 --url "$HTTP"
-python3 "$HERE/check_report.py" "$OUT/flood" scenario=connection-flood peak=20 floor=1
+python3 "$HERE/check_report.py" "$OUT/flood" scenario=connection-flood peak=20 floor=1 busy=peak
+
+# The slow reader (250 ms before each read) on a stream transport.
+load slow --profile slow-client --duration 3s --url "$TCP"
+python3 "$HERE/check_report.py" "$OUT/slow" clients=5
+
+# The other two scenarios, shrunk: their phases and rates, not their size.
+load bombing --scenario message-bombing --time-scale 0.01 --duration 2s --clients 2 --rate 50 --url "$WS"
+python3 "$HERE/check_report.py" "$OUT/bombing" scenario=message-bombing clients=2 busy=bombing
+load soak --scenario soak --duration 3s --clients 2 --rate 10 --url "$HTTP" --family session
+python3 "$HERE/check_report.py" "$OUT/soak" scenario=soak family=session clients=2
 
 rm -rf "$OUT"
 echo "load generator smoke: ok"
