@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -261,13 +261,10 @@ impl Recorder {
     }
 }
 
-/// Time since `start`, for code that thinks in offsets.
-pub fn offset(start: Instant) -> Duration {
-    start.elapsed()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
