@@ -242,8 +242,14 @@ async fn http_client(
     })
     .await;
     if drained.is_err() {
-        rec.errors("timeout", tasks.len() as u64, None);
+        // Whatever is still running past the drain is cut off and counted; tasks that finished
+        // meanwhile have already recorded their own outcome.
         tasks.abort_all();
+        let mut cut = 0;
+        while let Some(r) = tasks.join_next().await {
+            cut += u64::from(r.is_err());
+        }
+        rec.errors("timeout", cut, None);
     }
     if let Some(l) = listener {
         l.abort();
