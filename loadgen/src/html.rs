@@ -80,7 +80,11 @@ fn draw(
             (y_min / 2.0, y_max * 2.0)
         };
         let mut c = b.build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())?;
-        c.configure_mesh().x_desc("seconds").y_desc(y_desc).draw()?;
+        c.configure_mesh()
+            .x_desc("seconds")
+            .y_desc(y_desc)
+            .y_label_formatter(&log_label)
+            .draw()?;
         for (i, s) in series.iter().enumerate() {
             let (name, color) = label(s, i);
             let pts = s.points.iter().copied().filter(|p| p.1 > 0.0);
@@ -109,6 +113,24 @@ fn draw(
     }
     root.present()?;
     Ok(())
+}
+
+/// Log-axis labels only at 1, 2 and 5 times a power of ten: the others crowd each other.
+fn log_label(v: &f64) -> String {
+    if *v <= 0.0 {
+        return String::new();
+    }
+    let mantissa = v / 10f64.powf(v.log10().floor());
+    let nice = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .any(|m| (mantissa - m).abs() < 0.05);
+    if !nice {
+        String::new()
+    } else if *v >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
 }
 
 fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
@@ -476,6 +498,16 @@ mod tests {
     fn an_empty_chart_says_so() {
         let svg = line_chart("Errors by kind", "errors", 10.0, &[], false);
         assert!(svg.contains("<svg") && svg.contains("nothing recorded"));
+    }
+
+    #[test]
+    fn log_axis_labels_only_round_values() {
+        let shown: Vec<String> = [0.1, 0.3, 1.0, 2.0, 3.0, 5.0, 7.0, 20.0, 500.0]
+            .iter()
+            .map(log_label)
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(shown, ["0.1", "1", "2", "5", "20", "500"]);
     }
 
     #[test]

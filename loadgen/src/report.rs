@@ -165,7 +165,8 @@ fn drift(elapsed: f64, timeline: &[Second], scrapes: &[Sample], urls: &[String])
     let p99 = |pick: &dyn Fn(f64) -> bool| -> Option<f64> {
         let mut v: Vec<f64> = timeline
             .iter()
-            .filter(|s| s.latency.count > 0 && pick(s.t as f64))
+            // A second counts where its middle falls.
+            .filter(|s| s.latency.count > 0 && pick(s.t as f64 + 0.5))
             .map(|s| s.latency.p99_ms)
             .collect();
         v.sort_by(f64::total_cmp);
