@@ -16,6 +16,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "unit and mocked-API tests"
 cargo test --workspace --exclude erlmcp-e2e
 
+step "load generator against a local erlmcp: every transport, both families (report structure, zero errors)"
+bash loadgen/tests/smoke.sh
+
 step "pinned test tools (Node 22, MCP conformance suite, MCP SDKs, Helm), cached under ~/.cache"
 bash scripts/tools.sh all >&2
 
