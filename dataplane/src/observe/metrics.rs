@@ -1,4 +1,4 @@
-//! Prometheus metrics with the seeds' names. Label values come from fixed sets (known methods,
+//! Prometheus metrics with the original erlmcp v3's names. Label values come from fixed sets (known methods,
 //! transports, ok/error), and every labelled series is resolved once at start so the request
 //! path only increments atomics.
 
