@@ -195,7 +195,7 @@ tmpbin="$CACHE_ROOT/bin.tmp.$$"
 rm -rf "$tmpbin"; mkdir -p "$tmpbin"
 trap 'rm -rf "$tmpbin"' EXIT
 LOG_K8S="$CACHE_ROOT/build-k8s.log" LOG_ETCD="$CACHE_ROOT/build-etcd.log"
-log "building ${K8S_BINARIES[*]} $K8S_CURRENT_VERSION and etcd $ETCD_CURRENT_VERSION (cold: ~15-25 min on 2 busy cores; logs: $LOG_K8S, $LOG_ETCD)"
+log "building ${K8S_BINARIES[*]} $K8S_CURRENT_VERSION and etcd $ETCD_CURRENT_VERSION (cold: ~45 min on 2 shared busy cores, under a minute with a warm GOCACHE; logs: $LOG_K8S, $LOG_ETCD)"
 t0=$(date +%s)
 (cd "$MOD_DIR" && exec go build -o "$tmpbin/" -ldflags "$K8S_LDFLAGS" "${K8S_PKGS[@]}") >"$LOG_K8S" 2>&1 &
 kpid=$!
