@@ -15,11 +15,12 @@ BUILD_LOG=target/k8s-build
 BUILD_PIDS=()
 if [ -z "${KUBECONFIG:-}" ]; then
   mkdir -p "$BUILD_LOG"
-  bash e2e/scripts/k8s-build-current.sh >"$BUILD_LOG/current.log" 2>&1 &
+  # setsid: each build is its own process group, so an early exit stops its `go build`s too.
+  setsid bash e2e/scripts/k8s-build-current.sh >"$BUILD_LOG/current.log" 2>&1 &
   BUILD_PIDS+=($!)
-  bash e2e/scripts/k8s-build.sh >"$BUILD_LOG/1.20.log" 2>&1 &
+  setsid bash e2e/scripts/k8s-build.sh >"$BUILD_LOG/1.20.log" 2>&1 &
   BUILD_PIDS+=($!)
-  trap 'for p in "${BUILD_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+  trap 'for p in "${BUILD_PIDS[@]}"; do kill -- "-$p" 2>/dev/null || true; done' EXIT
 fi
 wait_planes() {
   local i rc=0
