@@ -4,9 +4,10 @@
 #   scripts/demo.sh up     build, start (or reuse) a control plane, install, apply, wait, print
 #   scripts/demo.sh down   stop what `up` started
 #
-# Without KUBECONFIG it brings up the embedded local control plane (Kubernetes 1.20 built from
-# Debian's source, see e2e/scripts/) and the pod runner, which runs each scheduled pod as a local
-# process, as root in a network namespace of its own (else on its own loopback address). With KUBECONFIG set it installs into that cluster (the
+# Without KUBECONFIG it brings up the embedded local control plane (E2E_K8S=current, the default:
+# the current Kubernetes built from its Go modules; E2E_K8S=1.20: 1.20 built from Debian's source;
+# see e2e/scripts/) and the pod runner, which runs each scheduled pod as a local process, as root in a network
+# namespace of its own (else on its own loopback address). With KUBECONFIG set it installs into that cluster (the
 # operator then runs beside it as a local process unless OPERATOR=chart, in which case the Helm
 # chart's Deployment runs it; pods need the erlmcp image to be pullable there).
 set -euo pipefail

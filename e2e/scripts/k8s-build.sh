@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# k8s-build.sh — build a real Kubernetes control plane (kube-apiserver,
-# kube-controller-manager, kube-scheduler) for the e2e tests. TEST TOOLING, not product.
+# k8s-build.sh — build the real Kubernetes 1.20 control plane (kube-apiserver,
+# kube-controller-manager, kube-scheduler) for the e2e tests (E2E_K8S=1.20; the current plane
+# is k8s-build-current.sh). TEST TOOLING, not product.
 #
 # Why: no package registry ships those binaries and this machine has no other network.
 # Debian bookworm's `kubernetes` source package (1.20.2) still carries the full tree
@@ -14,8 +15,11 @@
 #        K8S_BUILD_KEEP=1  keep the build tree (for debugging)
 set -euo pipefail
 
-K8S_DEB_VERSION="${K8S_DEB_VERSION:-1.20.5+really1.20.2-1.1+deb12u1}"
-K8S_GIT_VERSION="${K8S_GIT_VERSION:-v1.20.2}"   # what `kubectl version` reports for the server
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+K8S_DEB_VERSION="${K8S_DEB_VERSION:-$K8S_1_20_DEB_VERSION}"
+K8S_GIT_VERSION="${K8S_GIT_VERSION:-$K8S_1_20_GIT_VERSION}"   # what `kubectl version` reports for the server
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/erlmcp-k8s/$K8S_DEB_VERSION"
 BIN_DIR="$CACHE_ROOT/bin"
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# k8s-up.sh — start a throw-away, real Kubernetes 1.20 control plane on 127.0.0.1 for the
-# e2e tests: etcd + kube-apiserver + kube-controller-manager + kube-scheduler.
+# k8s-up.sh — start a throw-away, real Kubernetes control plane on 127.0.0.1 for the e2e
+# tests: etcd + kube-apiserver + kube-controller-manager + kube-scheduler.
+# E2E_K8S chooses the plane: `current` (default; k8s-build-current.sh, from Go modules, with its
+# own etcd) or `1.20` (k8s-build.sh, from Debian's source, Debian's etcd). Versions: versions.env.
 # TEST TOOLING, not product. There is no kubelet: pods get created and scheduled-or-Pending,
 # never run. Everything (certs, keys, tokens, etcd data, logs, PIDs) lives in STATE_DIR and
 # every port is a free non-default one, so nothing clashes with the host or parallel runs.
@@ -9,10 +11,18 @@
 # Stdout: the admin kubeconfig path (STATE_DIR/kubeconfig), as the only/last line.
 # Stderr: progress. Logs: STATE_DIR/logs/<component>.log. Stop with k8s-down.sh STATE_DIR.
 # Also writes STATE_DIR/env (K8S_API_URL, K8S_ADMIN_TOKEN, K8S_CA_FILE, ports) for scripts.
-# If STATE_DIR already holds a healthy cluster started by this script, it is reused.
+# If STATE_DIR already holds a healthy cluster of the same E2E_K8S started by this script, it
+# is reused; one of the other version is stopped and wiped first.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+PLANE="${E2E_K8S:-current}"
+case $PLANE in
+  current | 1.20) ;;
+  *) printf '[k8s-up] ERROR: E2E_K8S=%s: use current or 1.20\n' "$PLANE" >&2; exit 1 ;;
+esac
 STATE_DIR="${1:-$PWD/.cache/k8s}"
 mkdir -p "$STATE_DIR"
 STATE_DIR="$(cd "$STATE_DIR" && pwd)"
@@ -38,32 +48,35 @@ ours() { # name
 }
 
 # ------------------------------------------------------------------ reuse / stale state
-if [[ -f $MARKER && -f $STATE_DIR/env ]] && ours etcd && ours kube-apiserver &&
+# The marker holds the plane (E2E_K8S) that made the dir: never reuse the other version's.
+if [[ -f $MARKER && -f $STATE_DIR/env && "$(cat "$MARKER")" == "plane=$PLANE" ]] && ours etcd && ours kube-apiserver &&
    ours kube-controller-manager && ours kube-scheduler; then
   # shellcheck disable=SC1091
   source "$STATE_DIR/env"
   if curl -sf --max-time 5 --cacert "$K8S_CA_FILE" -H "Authorization: Bearer $K8S_ADMIN_TOKEN" \
        "$K8S_API_URL/readyz" >/dev/null; then
-    log "reusing running control plane in $STATE_DIR ($K8S_API_URL)"
+    log "reusing running $PLANE control plane in $STATE_DIR ($K8S_API_URL)"
     echo "$KUBECONFIG_OUT"
     exit 0
   fi
 fi
 if [[ -n "$(ls -A "$STATE_DIR")" ]]; then
   [[ -f $MARKER ]] || die "$STATE_DIR is not empty and was not made by k8s-up.sh; refusing to wipe it"
-  log "stale state in $STATE_DIR: stopping leftovers and wiping it"
+  log "stale state in $STATE_DIR ($(cat "$MARKER" 2>/dev/null || true), E2E_K8S=$PLANE): stopping leftovers and wiping it"
   "$HERE/k8s-down.sh" "$STATE_DIR" >&2
   mkdir -p "$STATE_DIR"
 fi
-touch "$MARKER"
+echo "plane=$PLANE" >"$MARKER"
 mkdir -p "$PIDS" "$LOGS" "$PKI" "$STATE_DIR/etcd"
 chmod 700 "$STATE_DIR" "$PKI" "$STATE_DIR/etcd"
 
 # ------------------------------------------------------------------ binaries & deps
-BIN="$("$HERE/k8s-build.sh" | tail -n1)"
-[[ -x $BIN/kube-apiserver ]] || die "k8s-build.sh did not give a bin dir (got '$BIN')"
+if [[ $PLANE == current ]]; then BUILD=k8s-build-current.sh; else BUILD=k8s-build.sh; fi
+BIN="$("$HERE/$BUILD" | tail -n1)" || die "$BUILD failed (see above): no $PLANE control plane"
+[[ -x $BIN/kube-apiserver ]] || die "$BUILD did not give a bin dir (got '$BIN')"
 missing=()
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+# 1.20 runs on Debian's etcd 3.4; current servers want etcd >= 3.5, built beside them.
+[[ $PLANE == current ]] || command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if ((${#missing[@]})); then
@@ -75,7 +88,10 @@ if ((${#missing[@]})); then
     apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "${missing[@]}"
   } >"$LOGS/apt.log" 2>&1 || { tail -n 30 "$LOGS/apt.log" >&2; die "apt-get install failed"; }
 fi
-ETCD="$(command -v etcd)"
+if [[ $PLANE == current ]]; then ETCD="$BIN/etcd"; else ETCD="$(command -v etcd)"; fi
+# Flags that only 1.20 has: its controller-manager and scheduler still open insecure ports.
+OLD_FLAGS=()
+[[ $PLANE == 1.20 ]] && OLD_FLAGS=(--port 0)
 
 # ------------------------------------------------------------------ free ports
 # Listening TCP ports from /proc (no iproute2 needed), plus the ones we already picked.
@@ -253,7 +269,7 @@ start kube-controller-manager "$BIN/kube-controller-manager" \
   --kubeconfig "$STATE_DIR/kube-controller-manager.kubeconfig" \
   --authentication-kubeconfig "$STATE_DIR/kube-controller-manager.kubeconfig" \
   --authorization-kubeconfig "$STATE_DIR/kube-controller-manager.kubeconfig" \
-  --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --port 0 \
+  --bind-address 127.0.0.1 --secure-port "$KCM_PORT" "${OLD_FLAGS[@]}" \
   --cert-dir "$STATE_DIR/kcm-certs" \
   --controllers '*' \
   --use-service-account-credentials=true \
@@ -267,7 +283,7 @@ start kube-scheduler "$BIN/kube-scheduler" \
   --kubeconfig "$STATE_DIR/kube-scheduler.kubeconfig" \
   --authentication-kubeconfig "$STATE_DIR/kube-scheduler.kubeconfig" \
   --authorization-kubeconfig "$STATE_DIR/kube-scheduler.kubeconfig" \
-  --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" --port 0 \
+  --bind-address 127.0.0.1 --secure-port "$SCHED_PORT" "${OLD_FLAGS[@]}" \
   --cert-dir "$STATE_DIR/scheduler-certs" \
   --leader-elect=false \
   --profiling=false \
@@ -275,9 +291,18 @@ start kube-scheduler "$BIN/kube-scheduler" \
 wait_for kube-controller-manager "$READY_TIMEOUT" curl -skf --max-time 2 "https://127.0.0.1:$KCM_PORT/healthz"
 wait_for kube-scheduler "$READY_TIMEOUT" curl -skf --max-time 2 "https://127.0.0.1:$SCHED_PORT/healthz"
 
-# The `default` ServiceAccount (service-account controller) and its token secret (token
-# controller, needs the signing key) must exist before pods can be admitted in "default".
-sa_ready() { api_get /api/v1/namespaces/default/serviceaccounts/default | grep -q '"secrets"'; }
+# The `default` ServiceAccount (service-account controller) must exist before pods can be
+# admitted in "default". On 1.20 pods mount its legacy token Secret (token controller); current
+# servers create no such Secret (1.24+) and pods mount a projected token plus the
+# kube-root-ca.crt ConfigMap (root-ca-cert publisher).
+if [[ $PLANE == 1.20 ]]; then
+  sa_ready() { api_get /api/v1/namespaces/default/serviceaccounts/default | grep -q '"secrets"'; }
+else
+  sa_ready() {
+    api_get /api/v1/namespaces/default/serviceaccounts/default >/dev/null &&
+      api_get /api/v1/namespaces/default/configmaps/kube-root-ca.crt >/dev/null
+  }
+fi
 wait_for kube-controller-manager "$READY_TIMEOUT" sa_ready
 
 # ------------------------------------------------------------------ outputs
@@ -291,6 +316,7 @@ K8S_ETCD_URL=http://127.0.0.1:$ETCD_PORT
 K8S_CONTROLLER_MANAGER_PORT=$KCM_PORT
 K8S_SCHEDULER_PORT=$SCHED_PORT
 K8S_BIN_DIR=$BIN
+K8S_PLANE=$PLANE
 EOF
 chmod 600 "$STATE_DIR/env"
 ver=$(api_get /version | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')

@@ -2,8 +2,8 @@
 //! on first use and shared by its tests.
 //!
 //! - `KUBECONFIG` set: that cluster (kind, k3d, a real one, or a plane you started yourself).
-//!   Otherwise a local Kubernetes 1.20 control plane from `e2e/scripts/k8s-up.sh` in a per-run
-//!   state dir, torn down when the test process exits.
+//!   Otherwise a local control plane from `e2e/scripts/k8s-up.sh` in a per-run state dir, torn
+//!   down when the test process exits: `E2E_K8S=current` (default) or `1.20` chooses its version.
 //! - The binaries under test are built once (`cargo build -p erlmcp-dataplane -p
 //!   erlmcp-operator --bins`).
 //! - The pod runner (`erlmcp-pod-runner`) is started unless the cluster has nodes of its own
@@ -198,7 +198,8 @@ impl TestEnv {
                         );
                     }
                     log(&format!(
-                        "local control plane up in {:.1}s",
+                        "local control plane (E2E_K8S={}) up in {:.1}s",
+                        std::env::var("E2E_K8S").unwrap_or_else(|_| "current".into()),
                         t.elapsed().as_secs_f64()
                     ));
                     (PathBuf::from(path), Some(state))

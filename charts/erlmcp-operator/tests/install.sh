@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # install.sh — the chart against a real Kubernetes API server (TEST TOOLING, not product).
 #
-#   1. brings up the local Kubernetes 1.20 control plane (e2e/scripts/k8s-up.sh), or uses
-#      $KUBECONFIG when INSTALL_USE_KUBECONFIG=1;
+#   1. brings up the local Kubernetes control plane (e2e/scripts/k8s-up.sh; E2E_K8S=current,
+#      the default, or 1.20), or uses $KUBECONFIG when INSTALL_USE_KUBECONFIG=1;
 #   2. `helm install`s the chart (leader election on, so the Lease Role is exercised; replicas 0,
 #      since this plane has no kubelet for the operator's own pod);
 #   3. runs the operator binary beside the plane as the chart's ServiceAccount (its token, no
