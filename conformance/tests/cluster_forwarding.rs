@@ -9,8 +9,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::cluster::*;
 use serde_json::json;
+use support::cluster::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_sse_response_carries_the_owners_notifications() {

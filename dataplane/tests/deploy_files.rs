@@ -247,7 +247,7 @@ fn load_dataplane(rel: &str, svc: &Value) -> Loaded {
         vars,
         asked: RefCell::new(BTreeSet::new()),
     };
-    let cfg = config::from_parts(DataplaneConfig::default(), &env, false)
+    let cfg = config::from_parts(DataplaneConfig::default(), &env)
         .unwrap_or_else(|e| panic!("{rel}: the data plane rejects its environment: {e}"));
     let cluster = cluster::settings(&cfg, &env)
         .unwrap_or_else(|e| panic!("{rel}: the data plane rejects its cluster settings: {e}"));
@@ -262,7 +262,7 @@ fn load_dataplane(rel: &str, svc: &Value) -> Loaded {
 
 /// The data plane's defaults: (mcp, health, metrics, peer).
 fn default_ports() -> (u16, u16, u16, u16) {
-    let d = config::from_parts(DataplaneConfig::default(), &BTreeMap::new(), false).unwrap();
+    let d = config::from_parts(DataplaneConfig::default(), &BTreeMap::new()).unwrap();
     (
         d.mcp_port(),
         d.health_port(),
