@@ -11,5 +11,6 @@ pub mod limits;
 pub mod node;
 pub mod observe;
 pub mod protocol;
+pub mod resource_metadata;
 pub mod session;
 pub mod transport;
