@@ -87,6 +87,7 @@ pub enum Discovery {
         name: String,
         /// Seconds between lookups. Default 5.
         #[serde(default = "default_dns_interval")]
+        #[schemars(range(min = 1))]
         interval_seconds: u32,
     },
     /// A fixed list of `host:port` peer addresses.

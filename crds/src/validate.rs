@@ -389,6 +389,8 @@ fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
         }
     }
 
+    validate_limits(mcp, base, errs);
+
     let auth = &mcp.auth;
     match auth.mode {
         crate::AuthMode::None => {}
@@ -412,6 +414,55 @@ fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
                 "must be \"*\" or an origin like https://app.example.com",
             );
         }
+    }
+}
+
+/// Limits and timeouts. Zero is never "unlimited" here: a zero-permit semaphore hangs every
+/// request, a zero timeout fails it, a zero rate divides by zero. The minimums are the CRD
+/// schema's (`#[schemars(range(min = ..))]` on the same fields), so both refuse the same values.
+fn validate_limits(mcp: &McpSpec, base: &str, errs: &mut Errors) {
+    let s = &mcp.sessions;
+    let r = &mcp.rate_limit;
+    let l = &mcp.limits;
+    for (value, field, min) in [
+        (u64::from(s.max_sessions), "sessions.maxSessions", 1),
+        (
+            u64::from(s.idle_timeout_seconds),
+            "sessions.idleTimeoutSeconds",
+            1,
+        ),
+        (
+            u64::from(r.requests_per_second),
+            "rateLimit.requestsPerSecond",
+            1,
+        ),
+        (u64::from(r.burst), "rateLimit.burst", 1),
+        (l.max_request_bytes, "limits.maxRequestBytes", 1024),
+        (
+            u64::from(l.max_concurrent_requests),
+            "limits.maxConcurrentRequests",
+            1,
+        ),
+        (u64::from(l.max_connections), "limits.maxConnections", 1),
+        (
+            u64::from(l.request_timeout_seconds),
+            "limits.requestTimeoutSeconds",
+            1,
+        ),
+    ] {
+        at_least(value, min, &format!("{base}.{field}"), errs);
+    }
+}
+
+fn at_least(value: u64, min: u64, path: &str, errs: &mut Errors) {
+    if value < min {
+        errs.push(path, format!("must be at least {min} (got {value})"));
+    }
+}
+
+fn timeout_in_range(value: u32, path: &str, errs: &mut Errors) {
+    if !(1..=3600).contains(&value) {
+        errs.push(path, format!("must be between 1 and 3600 (got {value})"));
     }
 }
 
@@ -461,11 +512,29 @@ fn validate_backend(b: &ToolBackend, p: &str, errs: &mut Errors) {
             }
             validate_value_source(&hdr.value, &format!("{p}.http.headers[{i}].value"), errs);
         }
+        timeout_in_range(h.timeout_seconds, &format!("{p}.http.timeoutSeconds"), errs);
+        at_least(
+            h.max_response_bytes,
+            1,
+            &format!("{p}.http.maxResponseBytes"),
+            errs,
+        );
     }
     if let Some(c) = &b.command {
         if c.command.is_empty() || c.command[0].is_empty() {
             errs.push(format!("{p}.command.command"), "must name a program");
         }
+        timeout_in_range(
+            c.timeout_seconds,
+            &format!("{p}.command.timeoutSeconds"),
+            errs,
+        );
+        at_least(
+            c.max_output_bytes,
+            1,
+            &format!("{p}.command.maxOutputBytes"),
+            errs,
+        );
     }
 }
 

@@ -276,3 +276,114 @@ fn many_problems_are_all_reported() {
         vec!["spec.replicas", "spec.service.type", "spec.logging.format"]
     );
 }
+
+/// Limits and timeouts below their minimum (0 above all) are refused by name, and the CRD
+/// schema carries the same minimum, so the API server and the operator agree.
+#[test]
+fn zero_limits_and_timeouts_are_refused_by_name() {
+    use kube::CustomResourceExt;
+    let schema = serde_json::to_value(ErlmcpCluster::crd()).unwrap()["spec"]["versions"][0]
+        ["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        .clone();
+    let tool = |backend: &str| {
+        format!("  mcp:\n    tools:\n      - name: t\n        backend:\n          {backend}\n")
+    };
+    let cases: Vec<(String, &str, u64, &[&str])> = vec![
+        (
+            "  mcp: {sessions: {maxSessions: 0}}\n".into(),
+            "spec.mcp.sessions.maxSessions",
+            1,
+            &["mcp", "sessions", "maxSessions"],
+        ),
+        (
+            "  mcp: {sessions: {idleTimeoutSeconds: 0}}\n".into(),
+            "spec.mcp.sessions.idleTimeoutSeconds",
+            1,
+            &["mcp", "sessions", "idleTimeoutSeconds"],
+        ),
+        (
+            "  mcp: {rateLimit: {requestsPerSecond: 0}}\n".into(),
+            "spec.mcp.rateLimit.requestsPerSecond",
+            1,
+            &["mcp", "rateLimit", "requestsPerSecond"],
+        ),
+        (
+            "  mcp: {rateLimit: {burst: 0}}\n".into(),
+            "spec.mcp.rateLimit.burst",
+            1,
+            &["mcp", "rateLimit", "burst"],
+        ),
+        (
+            "  mcp: {limits: {maxRequestBytes: 0}}\n".into(),
+            "spec.mcp.limits.maxRequestBytes",
+            1024,
+            &["mcp", "limits", "maxRequestBytes"],
+        ),
+        (
+            "  mcp: {limits: {maxConcurrentRequests: 0}}\n".into(),
+            "spec.mcp.limits.maxConcurrentRequests",
+            1,
+            &["mcp", "limits", "maxConcurrentRequests"],
+        ),
+        (
+            "  mcp: {limits: {maxConnections: 0}}\n".into(),
+            "spec.mcp.limits.maxConnections",
+            1,
+            &["mcp", "limits", "maxConnections"],
+        ),
+        (
+            "  mcp: {limits: {requestTimeoutSeconds: 0}}\n".into(),
+            "spec.mcp.limits.requestTimeoutSeconds",
+            1,
+            &["mcp", "limits", "requestTimeoutSeconds"],
+        ),
+        (
+            tool("http: {url: 'http://x', timeoutSeconds: 0}"),
+            "spec.mcp.tools[0].backend.http.timeoutSeconds",
+            1,
+            &["mcp", "tools", "*", "backend", "http", "timeoutSeconds"],
+        ),
+        (
+            tool("http: {url: 'http://x', maxResponseBytes: 0}"),
+            "spec.mcp.tools[0].backend.http.maxResponseBytes",
+            1,
+            &["mcp", "tools", "*", "backend", "http", "maxResponseBytes"],
+        ),
+        (
+            tool("command: {command: [x], timeoutSeconds: 0}"),
+            "spec.mcp.tools[0].backend.command.timeoutSeconds",
+            1,
+            &["mcp", "tools", "*", "backend", "command", "timeoutSeconds"],
+        ),
+        (
+            tool("command: {command: [x], maxOutputBytes: 0}"),
+            "spec.mcp.tools[0].backend.command.maxOutputBytes",
+            1,
+            &["mcp", "tools", "*", "backend", "command", "maxOutputBytes"],
+        ),
+    ];
+    for (yaml, path, min, schema_path) in cases {
+        let needle = if path.contains(".backend.") && path.ends_with("timeoutSeconds") {
+            "between 1 and 3600".to_string()
+        } else {
+            format!("at least {min}")
+        };
+        assert_only(&yaml, path, &needle);
+        let mut node = &schema;
+        for key in schema_path {
+            node = if *key == "*" {
+                &node["items"]
+            } else {
+                &node["properties"][key]
+            };
+        }
+        assert_eq!(
+            node["minimum"].as_f64(),
+            Some(min as f64),
+            "schema minimum of {path}"
+        );
+        // The minimum itself is accepted.
+        let ok = yaml.replace(": 0", &format!(": {min}"));
+        assert!(errors(&ok).is_empty(), "{path} = {min}: {:?}", errors(&ok));
+    }
+}

@@ -23,6 +23,7 @@ use crate::limits::Limits;
 use crate::node::{ClusterView, Lifecycle, NodeIdentity};
 use crate::observe::metrics::Metrics;
 use crate::protocol::{Core, CoreParts};
+use crate::resource_metadata;
 use crate::session::SessionRegistry;
 use crate::transport::{health, legacy_sse, streamable_http, tcp, websocket, AppState, Shared};
 
@@ -78,7 +79,8 @@ pub fn build_state_with(
         register(&mut catalog);
     }
     let auth = Auth::from_spec(&cfg.file.mcp.auth)
-        .map_err(|(field, message)| ConfigErrors(vec![ConfigError { field, message }]))?;
+        .map_err(|(field, message)| ConfigErrors(vec![ConfigError { field, message }]))?
+        .served_over_tls(cfg.client_tls.is_some());
     let metrics = Arc::new(Metrics::new());
     let node = NodeIdentity::new(&cfg.node_name);
     let sessions = SessionRegistry::new(
@@ -127,6 +129,12 @@ pub fn mcp_router(state: Shared, cfg: &RuntimeConfig) -> Router {
     }
     if t.websocket {
         r = r.route("/ws", get(websocket::upgrade));
+    }
+    if matches!(cfg.file.mcp.auth.mode, erlmcp_crds::AuthMode::Jwt) {
+        let wk = resource_metadata::WELL_KNOWN;
+        r = r
+            .route(wk, get(resource_metadata::serve))
+            .route(&format!("{wk}/mcp"), get(resource_metadata::serve));
     }
     r.layer(DefaultBodyLimit::max(state.limits.max_body))
         .with_state(state)

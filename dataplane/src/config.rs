@@ -373,6 +373,17 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeCon
             message: fe.message,
         });
     }
+    // Zero would mean a lookup loop without pause; the env form (`dns:name,secs`) refuses it too.
+    if let erlmcp_crds::Discovery::Dns {
+        interval_seconds: 0,
+        ..
+    } = file.cluster.discovery
+    {
+        errs.push(ConfigError {
+            field: "cluster.discovery.intervalSeconds".into(),
+            message: "must be at least 1 (got 0)".into(),
+        });
+    }
     // Ports must not collide.
     let mut ports: BTreeMap<u16, &str> = BTreeMap::new();
     let mut claim = |port: u16, what: &'static str, errs: &mut Vec<ConfigError>| {
@@ -534,5 +545,31 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(errs.0[0].field, "ERLANG_COOKIE_FILE");
+    }
+
+    #[test]
+    fn zero_limits_and_timeouts_are_refused_with_their_field() {
+        let file = parse_file(
+            "mcp:\n  limits: {maxConnections: 0, maxConcurrentRequests: 0, maxRequestBytes: 0, requestTimeoutSeconds: 0}\n  sessions: {maxSessions: 0, idleTimeoutSeconds: 0}\n  rateLimit: {enabled: true, requestsPerSecond: 0, burst: 0}\n  tools:\n    - name: slow\n      backend: {command: {command: [cat], timeoutSeconds: 0, maxOutputBytes: 0}}\ncluster:\n  discovery: {mode: dns, name: peers, intervalSeconds: 0}\n",
+        )
+        .unwrap();
+        let errs = from_parts(file, &env(&[]), false).unwrap_err();
+        let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
+        for f in [
+            "mcp.limits.maxConnections",
+            "mcp.limits.maxConcurrentRequests",
+            "mcp.limits.maxRequestBytes",
+            "mcp.limits.requestTimeoutSeconds",
+            "mcp.sessions.maxSessions",
+            "mcp.sessions.idleTimeoutSeconds",
+            "mcp.rateLimit.requestsPerSecond",
+            "mcp.rateLimit.burst",
+            "mcp.tools[0].backend.command.timeoutSeconds",
+            "mcp.tools[0].backend.command.maxOutputBytes",
+            "cluster.discovery.intervalSeconds",
+        ] {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+        assert_eq!(fields.len(), 11, "{errs}");
     }
 }

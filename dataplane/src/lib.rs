@@ -13,6 +13,7 @@ pub mod limits;
 pub mod node;
 pub mod observe;
 pub mod protocol;
+pub mod resource_metadata;
 pub mod session;
 pub mod transport;
 pub mod wire;

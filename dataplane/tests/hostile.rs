@@ -215,3 +215,48 @@ async fn flood_past_the_rate_limit() {
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     still_serving(s.mcp_addr).await;
 }
+
+/// `docs://c/%aé` used to panic in the template matcher (slicing inside `é`), which over stdio
+/// ends the process; a broken escape is now "resource not found" and the server keeps serving.
+#[tokio::test]
+async fn template_uri_with_a_broken_escape_is_not_found() {
+    let s = start(
+        "mcp:\n  resourceTemplates:\n    - uriTemplate: 'docs://c/{name}'\n      name: docs\n      text: 'doc {name}'\n",
+        &[],
+        false,
+    )
+    .await;
+    let (sid, _) = legacy_session(s.mcp_addr, "2025-11-25").await;
+    for (i, uri) in ["docs://c/%aé", "docs://c/%é", "docs://c/%", "docs://c/%C3"]
+        .into_iter()
+        .enumerate()
+    {
+        let r = legacy(
+            s.mcp_addr,
+            &sid,
+            "2025-11-25",
+            i as i64 + 1,
+            "resources/read",
+            json!({"uri": uri}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{uri}: {}", r.body);
+        assert_eq!(r.json()["error"]["data"]["uri"], uri, "{uri}: {}", r.body);
+    }
+    let r = legacy(
+        s.mcp_addr,
+        &sid,
+        "2025-11-25",
+        99,
+        "resources/read",
+        json!({"uri": "docs://c/caf%C3%A9"}),
+    )
+    .await;
+    assert_eq!(
+        r.json()["result"]["contents"][0]["text"],
+        "doc café",
+        "{}",
+        r.body
+    );
+    still_serving(s.mcp_addr).await;
+}

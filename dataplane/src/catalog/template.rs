@@ -51,30 +51,47 @@ impl UriTemplate {
         })
     }
 
-    /// Variable values if `uri` matches. A value is non-empty and holds no `/`.
+    /// Variable values if `uri` matches. A value is non-empty, holds no `/` and is valid
+    /// percent-encoded UTF-8; anything else (`%zz`, `%C3` alone) is no match, never a panic.
     pub fn matches(&self, uri: &str) -> Option<Vec<(String, String)>> {
         let mut vars = Vec::new();
         let mut rest = uri;
-        let mut i = 0;
-        while i < self.parts.len() {
-            match &self.parts[i] {
+        for (i, part) in self.parts.iter().enumerate() {
+            match part {
                 Part::Lit(l) => rest = rest.strip_prefix(l.as_str())?,
                 Part::Var(name) => {
+                    // `find` returns a char boundary, so the split below cannot panic.
                     let end = match self.parts.get(i + 1) {
                         Some(Part::Lit(next)) => rest.find(next.as_str())?,
                         _ => rest.len(),
                     };
-                    let val = &rest[..end];
+                    let (val, tail) = rest.split_at(end);
                     if val.is_empty() || val.contains('/') {
                         return None;
                     }
-                    vars.push((name.clone(), percent_decode(val)));
-                    rest = &rest[end..];
+                    vars.push((name.clone(), percent_decode(val)?));
+                    rest = tail;
                 }
             }
-            i += 1;
         }
         rest.is_empty().then_some(vars)
+    }
+
+    /// The URI for these variable values (RFC 6570 simple expansion: every byte outside the
+    /// unreserved set is percent-encoded). A variable without a value expands to nothing.
+    pub fn expand(&self, vars: &[(String, String)]) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(l) => out.push_str(l),
+                Part::Var(name) => {
+                    if let Some((_, v)) = vars.iter().find(|(k, _)| k == name) {
+                        out.push_str(&percent_encode(v));
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -87,22 +104,56 @@ pub fn fill(text: &str, vars: &[(String, String)]) -> String {
     out
 }
 
-fn percent_decode(s: &str) -> String {
+/// RFC 3986 unreserved characters, the only ones simple expansion leaves as they are.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Percent-encode every byte of `s` outside the unreserved set.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if is_unreserved(b) {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Decode `%XX` escapes, working on bytes so no input can split a character. `None` when a
+/// `%` is not followed by two hex digits or the decoded bytes are not UTF-8: such a URI
+/// names nothing, and guessing (lossy decoding) would let two URIs name one resource.
+pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%' {
+            let hi = hex_value(*b.get(i + 1)?)?;
+            let lo = hex_value(*b.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
         }
-        out.push(b[i]);
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).ok()
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -127,9 +178,113 @@ mod tests {
     }
 
     #[test]
+    fn broken_escapes_are_no_match_not_a_panic() {
+        let t = UriTemplate::parse("docs://c/{name}").unwrap();
+        // `%a` followed by a multi-byte character used to slice inside `é` and panic.
+        for uri in [
+            "docs://c/%aé",
+            "docs://c/%é",
+            "docs://c/%",
+            "docs://c/a%2",
+            "docs://c/%zz",
+        ] {
+            assert_eq!(t.matches(uri), None, "{uri}");
+        }
+        // A well-formed escape of bytes that are not UTF-8 names nothing either.
+        assert_eq!(t.matches("docs://c/%C3"), None);
+        assert_eq!(t.matches("docs://c/%C3%A9").unwrap()[0].1, "é");
+    }
+
+    #[test]
     fn rejects_unsupported_templates() {
         assert!(UriTemplate::parse("a://{+x}").is_err());
         assert!(UriTemplate::parse("a://{x").is_err());
         assert!(UriTemplate::parse("a://{x}{y}").is_err());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any string, including control characters and astral-plane characters.
+    fn any_text(max: usize) -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<char>(), 0..max).prop_map(String::from_iter)
+    }
+
+    /// Strings dense in the characters that trip parsers: escapes, hex digits, multi-byte
+    /// characters, braces and separators.
+    fn tricky_text() -> impl Strategy<Value = String> {
+        let alphabet = vec![
+            '%', 'a', 'F', '0', '9', 'é', '€', '😀', '/', '{', '}', ':', 'x',
+        ];
+        proptest::collection::vec(proptest::sample::select(alphabet), 0..24)
+            .prop_map(String::from_iter)
+    }
+
+    /// A template whose literals after a variable start with a reserved character, so an
+    /// encoded value (unreserved characters and `%XX` only) can never contain the next
+    /// literal: the one shape in which matching an expansion is unambiguous.
+    fn template_and_values() -> impl Strategy<Value = (String, Vec<(String, String)>)> {
+        let sep = "[/:?#@!$&'()*+,;=][a-z/.:]{0,5}";
+        (
+            "[a-z]{1,6}://[a-z/]{0,6}",
+            proptest::collection::vec((sep, any_text(12)), 1..4),
+            any::<bool>(),
+        )
+            .prop_map(|(prefix, segs, trailing_var)| {
+                let mut t = prefix;
+                let mut vars = Vec::new();
+                let n = segs.len();
+                for (i, (sep, value)) in segs.into_iter().enumerate() {
+                    let name = format!("v{i}");
+                    t.push_str(&format!("{{{name}}}"));
+                    // Non-empty values: an empty value never matches.
+                    vars.push((name, format!("x{value}")));
+                    if i + 1 < n || !trailing_var {
+                        t.push_str(&sep);
+                    }
+                }
+                (t, vars)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn percent_decode_inverts_encode(s in any_text(64)) {
+            let enc = percent_encode(&s);
+            prop_assert!(enc.bytes().all(|b| is_unreserved(b) || b == b'%' || b.is_ascii_hexdigit()));
+            prop_assert_eq!(percent_decode(&enc), Some(s));
+        }
+
+        #[test]
+        fn expand_then_match_gives_the_values_back((t, vars) in template_and_values()) {
+            let template = UriTemplate::parse(&t).unwrap();
+            let uri = template.expand(&vars);
+            prop_assert_eq!(template.matches(&uri), Some(vars), "template {} uri {}", t, uri);
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics(t in tricky_text(), uri in tricky_text(), raw in any_text(32)) {
+            let _ = percent_decode(&uri);
+            let _ = percent_decode(&raw);
+            if let Ok(template) = UriTemplate::parse(&t) {
+                let _ = template.matches(&uri);
+                let _ = template.matches(&raw);
+            }
+            let fixed = UriTemplate::parse("docs://c/{name}/x").unwrap();
+            let _ = fixed.matches(&format!("docs://c/{uri}/x"));
+            let _ = fixed.matches(&format!("docs://c/{raw}/x"));
+        }
+
+        #[test]
+        fn a_match_is_always_valid_utf8_without_slash(uri in tricky_text()) {
+            let fixed = UriTemplate::parse("docs://{name}").unwrap();
+            if let Some(vars) = fixed.matches(&format!("docs://{uri}")) {
+                prop_assert!(!uri.contains('/'));
+                prop_assert_eq!(percent_decode(&uri), Some(vars[0].1.clone()));
+            }
+        }
     }
 }

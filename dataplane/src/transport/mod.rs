@@ -173,6 +173,11 @@ pub fn guard(
                     "Bearer realm=\"erlmcp\", error=\"invalid_token\"".to_string(),
                 ),
             };
+            let mut hdr = hdr;
+            // RFC 9728 §5.1: point OAuth clients at the metadata naming the issuer.
+            if let Some(url) = state.auth.resource_metadata_url(headers) {
+                hdr.push_str(&format!(", resource_metadata=\"{url}\""));
+            }
             let mut e = HttpError::new(401, RpcError::invalid_request(msg));
             if let Ok(v) = HeaderValue::from_str(&hdr) {
                 e = e.with_header(http::header::WWW_AUTHENTICATE, v);
