@@ -25,7 +25,9 @@ use crate::observe::metrics::Metrics;
 use crate::protocol::{Core, CoreParts};
 use crate::resource_metadata;
 use crate::session::SessionRegistry;
-use crate::transport::{health, legacy_sse, streamable_http, tcp, websocket, AppState, Shared};
+use crate::transport::{
+    self, health, legacy_sse, streamable_http, tcp, websocket, AppState, Shared,
+};
 
 /// Listeners bound up front.
 pub struct Listeners {
@@ -132,9 +134,10 @@ pub fn mcp_router(state: Shared, cfg: &RuntimeConfig) -> Router {
     }
     if matches!(cfg.file.mcp.auth.mode, erlmcp_crds::AuthMode::Jwt) {
         let wk = resource_metadata::WELL_KNOWN;
-        r = r
-            .route(wk, get(resource_metadata::serve))
-            .route(&format!("{wk}/mcp"), get(resource_metadata::serve));
+        r = r.route(wk, get(transport::resource_metadata::serve)).route(
+            &format!("{wk}/mcp"),
+            get(transport::resource_metadata::serve),
+        );
     }
     r.layer(DefaultBodyLimit::max(state.limits.max_body))
         .with_state(state)

@@ -2,12 +2,8 @@
 //! clients following the authorization spec find the authorization server from a 401: the
 //! `WWW-Authenticate` challenge names the metadata URL, the metadata names the issuer.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use serde_json::{json, Value};
-
-use crate::transport::Shared;
 
 /// The well-known prefix (RFC 9728 §3). The metadata of the `/mcp` resource lives at the
 /// prefix followed by the resource's path; the bare prefix is served too, for clients that
@@ -44,22 +40,6 @@ pub fn resource(origin: &str) -> String {
 /// Where the metadata of the MCP endpoint is served.
 pub fn metadata_url(origin: &str) -> String {
     format!("{origin}{WELL_KNOWN}/mcp")
-}
-
-/// `GET /.well-known/oauth-protected-resource[/mcp]`. Public by design (no auth: a client
-/// reads it to learn how to get a token), readable cross-origin by browser clients.
-pub async fn serve(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    match state.auth.resource_metadata(&headers) {
-        None => StatusCode::NOT_FOUND.into_response(),
-        Some(doc) => {
-            let mut r = axum::Json(doc).into_response();
-            r.headers_mut().insert(
-                http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
-            r
-        }
-    }
 }
 
 #[cfg(test)]

@@ -223,7 +223,6 @@ async fn template_uri_with_a_broken_escape_is_not_found() {
     let s = start(
         "mcp:\n  resourceTemplates:\n    - uriTemplate: 'docs://c/{name}'\n      name: docs\n      text: 'doc {name}'\n",
         &[],
-        false,
     )
     .await;
     let (sid, _) = legacy_session(s.mcp_addr, "2025-11-25").await;

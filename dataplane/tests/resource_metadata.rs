@@ -33,7 +33,7 @@ async fn jwt_challenge_points_at_metadata_naming_the_issuer() {
     let yaml = format!(
         "mcp:\n  auth:\n    mode: jwt\n    jwt:\n      issuer: https://issuer.example\n      audience: erlmcp\n      jwks: {{file: '{JWKS}'}}\n"
     );
-    let s = start(&yaml, &[], false).await;
+    let s = start(&yaml, &[]).await;
     let r = post_without_token(&mcp_url(&s)).await;
     assert_eq!(r.status, 401, "{}", r.body);
     let metadata_url = format!(
@@ -64,7 +64,6 @@ async fn no_metadata_without_jwt_auth() {
     let s = start(
         "mcp:\n  auth:\n    mode: bearer\n    bearerToken: {value: s3cret}\n",
         &[],
-        false,
     )
     .await;
     let r = post_without_token(&mcp_url(&s)).await;

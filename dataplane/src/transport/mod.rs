@@ -6,6 +6,7 @@
 pub mod conn;
 pub mod health;
 pub mod legacy_sse;
+pub mod resource_metadata;
 pub mod stdio;
 pub mod streamable_http;
 pub mod tcp;
