@@ -78,7 +78,7 @@ use crate::status::ErlmcpClusterStatus;
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ErlmcpClusterSpec {
     /// Number of erlmcp pods. Default 3. Also the target of `kubectl scale` and of the
     /// HorizontalPodAutoscaler (which owns it while `autoscaling.enabled` is true).
@@ -173,7 +173,7 @@ pub struct ErlmcpClusterSpec {
 
 /// Peer clustering.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
     /// The shared cluster cookie that authenticates peers without TLS. Default: a Secret
     /// `<name>-cookie` generated once by the operator and never rewritten.
@@ -196,7 +196,7 @@ impl Default for ClusterSpec {
 
 /// Where the TLS certificate comes from. Exactly one source.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new(
     "(has(self.secretName) ? 1 : 0) + (has(self.issuerRef) ? 1 : 0) + (has(self.operatorCa) ? 1 : 0) == 1"
 ).message("exactly one TLS source: secretName, issuerRef or operatorCa"))]
@@ -220,7 +220,7 @@ pub struct TlsSpec {
 
 /// A cert-manager issuer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct IssuerRef {
     /// Issuer name.
     #[schemars(length(min = 1))]
@@ -236,7 +236,7 @@ pub struct IssuerRef {
 
 /// An operator-managed CA.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct OperatorCaSpec {
     /// Validity of the pods' certificate, in days. Default 365.
     #[serde(default = "default_validity_days")]
@@ -246,7 +246,7 @@ pub struct OperatorCaSpec {
 
 /// The client Service.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
     /// ClusterIP, NodePort or LoadBalancer. Default ClusterIP.
     #[serde(default = "default_service_type", rename = "type")]
@@ -272,7 +272,7 @@ impl Default for ServiceSpec {
 
 /// The session volume.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
     /// Size of each pod's volume, e.g. `1Gi`.
     pub size: Quantity,
@@ -286,7 +286,7 @@ pub struct StorageSpec {
 
 /// Horizontal autoscaling.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("self.minReplicas <= self.maxReplicas")
     .message("minReplicas must not exceed maxReplicas"))]
 #[x_kube(validation = kube::core::Rule::new(
@@ -327,7 +327,7 @@ pub struct AutoscalingSpec {
 
 /// PodDisruptionBudget.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("!(has(self.minAvailable) && has(self.maxUnavailable))")
     .message("set minAvailable or maxUnavailable, not both"))]
 pub struct PodDisruptionBudgetSpec {
@@ -354,7 +354,7 @@ impl Default for PodDisruptionBudgetSpec {
 
 /// NetworkPolicy for the pods.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct NetworkPolicySpec {
     /// Create the NetworkPolicy. Default true.
     #[serde(default = "default_true")]
@@ -384,7 +384,7 @@ impl Default for NetworkPolicySpec {
 
 /// Log settings.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct LoggingSpec {
     /// trace, debug, info, warn or error. Default info (`ERLMCP_LOG_LEVEL`).
     #[serde(default = "default_log_level")]
@@ -407,7 +407,7 @@ impl Default for LoggingSpec {
 
 /// Prometheus Operator integration.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct MonitoringSpec {
     /// A ServiceMonitor for the pods' metrics port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -419,7 +419,7 @@ pub struct MonitoringSpec {
 
 /// ServiceMonitor settings.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ServiceMonitorSpec {
     /// Create it. Default true when this section is present.
     #[serde(default = "default_true")]
@@ -434,7 +434,7 @@ pub struct ServiceMonitorSpec {
 
 /// PrometheusRule settings.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PrometheusRuleSpec {
     /// Create it. Default true when this section is present.
     #[serde(default = "default_true")]
@@ -446,7 +446,7 @@ pub struct PrometheusRuleSpec {
 
 /// Partial objects merged (JSON merge patch, RFC 7386) over what the operator builds.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct OverrideSpec {
     /// Merged into the StatefulSet (for example `spec.template.spec.containers`... is replaced
     /// whole, so prefer `spec.template.metadata` or `spec.template.spec` fields).

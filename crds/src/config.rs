@@ -10,7 +10,7 @@ use crate::mcp::McpSpec;
 
 /// Root of `erlmcp.yaml`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct DataplaneConfig {
     /// The MCP server (the same shape as `ErlmcpCluster.spec.mcp`).
     #[serde(default)]
@@ -34,7 +34,7 @@ pub struct DataplaneConfig {
 
 /// How this node finds and talks to its peers.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PeerConfig {
     /// Peer discovery.
     #[serde(default)]
@@ -66,8 +66,7 @@ impl Default for PeerConfig {
 #[serde(
     rename_all = "camelCase",
     rename_all_fields = "camelCase",
-    tag = "mode",
-    deny_unknown_fields
+    tag = "mode"
 )]
 pub enum Discovery {
     /// Run alone.
@@ -99,7 +98,7 @@ pub enum Discovery {
 
 /// Health and metrics listeners.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ObserveConfig {
     /// Health port (`HEALTH_PORT`). Default 9090.
     #[serde(default = "default_health_port")]
@@ -120,7 +119,7 @@ impl Default for ObserveConfig {
 
 /// TLS files inside the pod.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TlsFiles {
     /// PEM certificate chain.
     pub cert_file: String,

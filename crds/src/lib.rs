@@ -9,6 +9,7 @@ pub mod crd;
 pub mod mcp;
 mod schema;
 pub mod status;
+pub mod strict;
 pub mod validate;
 
 pub use cluster::*;

@@ -10,7 +10,7 @@ use crate::schema::{free_form_object, optional_free_form_object};
 
 /// The MCP server: transports, what it serves, and its limits.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct McpSpec {
     /// Client-facing transports. Streamable HTTP (`/mcp`), legacy HTTP+SSE and WebSocket share
     /// one port; TCP (newline-delimited JSON-RPC) has its own.
@@ -51,7 +51,7 @@ pub struct McpSpec {
 
 /// Which client transports are enabled.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TransportsSpec {
     /// Port of the HTTP listener (Streamable HTTP, legacy SSE, WebSocket). Default 8080 (`ERLMCP_PORT`).
     #[serde(default = "default_mcp_port")]
@@ -85,7 +85,7 @@ impl Default for TransportsSpec {
 
 /// The TCP transport.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TcpTransportSpec {
     /// Serve newline-delimited JSON-RPC over TCP. Default false.
     #[serde(default)]
@@ -107,7 +107,7 @@ impl Default for TcpTransportSpec {
 
 /// A tool clients can call.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ToolSpec {
     /// Unique tool name (1-128 characters: letters, digits, `_`, `-`, `.`).
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.\-]+$"))]
@@ -137,7 +137,7 @@ pub struct ToolSpec {
 
 /// Exactly one backend runs a tool.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new(
     "(has(self.builtin) ? 1 : 0) + (has(self.http) ? 1 : 0) + (has(self.command) ? 1 : 0) == 1"
 ).message("exactly one of builtin, http or command must be set"))]
@@ -156,7 +156,7 @@ pub struct ToolBackend {
 
 /// An HTTP tool backend.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct HttpBackend {
     /// The URL to call (`http://` or `https://`).
     pub url: String,
@@ -179,7 +179,7 @@ pub struct HttpBackend {
 
 /// One HTTP header.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct HeaderSpec {
     /// Header name.
     #[schemars(length(min = 1))]
@@ -190,7 +190,7 @@ pub struct HeaderSpec {
 
 /// A string given inline, read from a Secret, or read from a file in the pod. Exactly one is set.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new(
     "(has(self.value) ? 1 : 0) + (has(self.secretKeyRef) ? 1 : 0) + (has(self.file) ? 1 : 0) == 1"
 ).message("exactly one of value, secretKeyRef or file must be set"))]
@@ -208,7 +208,7 @@ pub struct ValueSource {
 
 /// A key in a Secret of the cluster's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Secret name.
     #[schemars(length(min = 1))]
@@ -220,7 +220,7 @@ pub struct SecretKeyRef {
 
 /// A command tool backend.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CommandBackend {
     /// Program and arguments (no shell). The tool's arguments arrive as JSON on stdin.
     #[schemars(length(min = 1))]
@@ -237,7 +237,7 @@ pub struct CommandBackend {
 
 /// A static resource.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new(
     "(has(self.text) ? 1 : 0) + (has(self.file) ? 1 : 0) + (has(self.blob) ? 1 : 0) == 1"
 ).message("exactly one of text, file or blob must be set"))]
@@ -269,7 +269,7 @@ pub struct ResourceSpec {
 
 /// A resource template: URIs that match it are answered by substituting the variables into `text`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ResourceTemplateSpec {
     /// RFC 6570 URI template with simple `{variable}` expressions.
     #[schemars(length(min = 1))]
@@ -291,7 +291,7 @@ pub struct ResourceTemplateSpec {
 
 /// A prompt.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PromptSpec {
     /// Unique prompt name.
     #[schemars(length(min = 1, max = 128))]
@@ -312,7 +312,7 @@ pub struct PromptSpec {
 
 /// A prompt argument.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PromptArgumentSpec {
     /// Argument name.
     #[schemars(length(min = 1))]
@@ -330,7 +330,7 @@ pub struct PromptArgumentSpec {
 
 /// One message of a prompt.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct PromptMessageSpec {
     /// `user` or `assistant`.
     #[serde(default = "default_role")]
@@ -342,7 +342,7 @@ pub struct PromptMessageSpec {
 
 /// Session limits.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SessionsSpec {
     /// Most sessions one pod keeps open; new `initialize` requests beyond it get HTTP 503. Default 10000.
     #[serde(default = "default_max_sessions")]
@@ -380,7 +380,7 @@ pub enum AuthMode {
 
 /// Client authentication.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new("self.mode != 'bearer' || has(self.bearerToken)")
     .message("mode bearer needs bearerToken"))]
 #[x_kube(validation = kube::core::Rule::new("self.mode != 'jwt' || has(self.jwt)")
@@ -399,7 +399,7 @@ pub struct AuthSpec {
 
 /// JWT / OIDC validation settings.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct JwtSpec {
     /// Required `iss` claim.
     #[schemars(length(min = 1))]
@@ -413,7 +413,7 @@ pub struct JwtSpec {
 
 /// Per-client rate limit (token bucket, keyed by client address or token).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct RateLimitSpec {
     /// Enforce the limit. Default false (`RATE_LIMIT_ENABLED`).
     #[serde(default)]
@@ -440,7 +440,7 @@ impl Default for RateLimitSpec {
 
 /// Size and concurrency limits of the client listeners.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct LimitsSpec {
     /// Largest request body or message, in bytes; larger gets HTTP 413. Default 1 MiB.
     #[serde(default = "default_max_request_bytes")]

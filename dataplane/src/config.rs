@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
+use erlmcp_crds::strict::Decoded;
 use erlmcp_crds::{DataplaneConfig, TlsFiles};
 
 /// A configuration problem, naming its field (`mcp.tools[0].name`) or variable (`ERLMCP_PORT`).
@@ -95,18 +96,35 @@ pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<RuntimeConfig, ConfigE
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| one(&p.display().to_string(), format!("cannot read: {e}")))?;
-            parse_file(&text).map_err(|e| ConfigErrors(vec![e]))?
+            let decoded = parse_file_reporting(&text).map_err(|e| ConfigErrors(vec![e]))?;
+            // Keys from a newer operator: ignored, never fatal (logging is not set up yet).
+            for key in &decoded.unknown {
+                eprintln!(
+                    "erlmcp: warning: {}: ignoring unknown key {key}",
+                    p.display()
+                );
+            }
+            decoded.value
         }
     };
     from_parts(file, env)
 }
 
-/// Parse YAML text; serde's message carries the path of the bad field.
+/// Parse YAML text; serde's message carries the path of the bad field. Unknown keys are
+/// ignored (see [`parse_file_reporting`]).
 pub fn parse_file(text: &str) -> Result<DataplaneConfig, ConfigError> {
+    parse_file_reporting(text).map(|d| d.value)
+}
+
+/// Parse YAML text, with the paths of the keys it does not know (a newer operator's).
+pub fn parse_file_reporting(text: &str) -> Result<Decoded<DataplaneConfig>, ConfigError> {
     if text.trim().is_empty() {
-        return Ok(DataplaneConfig::default());
+        return Ok(Decoded {
+            value: DataplaneConfig::default(),
+            unknown: Vec::new(),
+        });
     }
-    serde_yaml::from_str(text).map_err(|e| {
+    erlmcp_crds::strict::from_yaml_str(text).map_err(|e| {
         let msg = e.to_string();
         // serde_yaml puts the field path before the first ": "; keep it as the field.
         match msg.split_once(": ") {
@@ -523,8 +541,18 @@ mod tests {
     }
 
     #[test]
+    fn keys_from_a_newer_operator_are_reported_not_fatal() {
+        let d = parse_file_reporting(
+            "mcp:\n  tools:\n    - name: x\n      backend: {}\n      bogus: 1\nnewer: {}\n",
+        )
+        .unwrap();
+        assert_eq!(d.value.mcp.tools[0].name, "x");
+        assert_eq!(d.unknown, vec!["mcp.tools[0].bogus", "newer"]);
+    }
+
+    #[test]
     fn file_errors_name_the_field() {
-        let e = parse_file("mcp:\n  tools:\n    - name: x\n      bogus: 1\n").unwrap_err();
+        let e = parse_file("mcp:\n  tools:\n    - name: 7\n").unwrap_err();
         assert!(e.field.starts_with("mcp.tools"), "{e}");
         let errs = from_parts(
             parse_file("mcp:\n  tools:\n    - name: x\n      backend: {}\n").unwrap(),

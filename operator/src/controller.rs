@@ -2,9 +2,8 @@
 //! leader election, the health/metrics server, and graceful shutdown.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use erlmcp_crds::ErlmcpCluster;
 use futures::StreamExt;
@@ -17,6 +16,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::desired::{self, ServerCapabilities};
+use crate::health::Health;
 use crate::kinds;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
@@ -58,9 +58,15 @@ where
 }
 
 /// Run one controller (for one namespace or all) until `shutdown` flips to true.
-async fn run_controller(ctx: Arc<Context>, ns: Option<String>, shutdown: watch::Receiver<bool>) {
+async fn run_controller(
+    ctx: Arc<Context>,
+    health: Arc<Health>,
+    ns: Option<String>,
+    shutdown: watch::Receiver<bool>,
+) {
     let client = ctx.client.clone();
     let ns = ns.as_deref();
+    let scope = ns.unwrap_or_default().to_string();
     // Children are watched by our label only, so the caches hold our objects, not the cluster's.
     let owned = watcher::Config::default().labels(&desired::managed_selector(None));
     let dynamic = |ar: &kube::core::ApiResource| match ns {
@@ -77,15 +83,24 @@ async fn run_controller(ctx: Arc<Context>, ns: Option<String>, shutdown: watch::
         |controller, ar| controller.owns_with(dynamic(&ar), ar, owned.clone()),
     );
     let store = controller.store();
+    health.controller_started(&scope, Instant::now());
+    // Ready only once the first LIST of the clusters is in: before, we reconcile nothing.
+    let first_sync = tokio::spawn({
+        let (store, health, scope) = (store.clone(), health.clone(), scope.clone());
+        async move {
+            if store.wait_until_ready().await.is_ok() {
+                info!(scope = %scope, clusters = store.state().len(), "first sync of the watch");
+                health.controller_synced(&scope);
+            }
+        }
+    });
     controller
         .graceful_shutdown_on(async move {
             let _ = stop.wait_for(|s| *s).await;
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|res| {
-            store_metrics
-                .managed_clusters
-                .set(store.state().len() as i64);
+            store_metrics.set_managed(&scope, store.state().len());
             if let Err(e) = res {
                 // Reconcile errors are logged by error_policy; these are watch/queue errors.
                 if !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..)) {
@@ -95,16 +110,28 @@ async fn run_controller(ctx: Arc<Context>, ns: Option<String>, shutdown: watch::
             futures::future::ready(())
         })
         .await;
+    first_sync.abort();
+    store_metrics.forget_managed(&scope);
+    let asked = *shutdown.borrow();
+    if !asked {
+        error!(scope = %scope, "controller stopped on its own: liveness fails");
+    }
+    health.controller_stopped(&scope, asked);
 }
 
-async fn run_controllers(ctx: Arc<Context>, namespaces: &[String], stop: watch::Receiver<bool>) {
+async fn run_controllers(
+    ctx: Arc<Context>,
+    health: &Arc<Health>,
+    namespaces: &[String],
+    stop: watch::Receiver<bool>,
+) {
     if namespaces.is_empty() {
-        run_controller(ctx, None, stop).await;
+        run_controller(ctx, health.clone(), None, stop).await;
     } else {
         futures::future::join_all(
-            namespaces
-                .iter()
-                .map(|ns| run_controller(ctx.clone(), Some(ns.clone()), stop.clone())),
+            namespaces.iter().map(|ns| {
+                run_controller(ctx.clone(), health.clone(), Some(ns.clone()), stop.clone())
+            }),
         )
         .await;
     }
@@ -136,7 +163,7 @@ async fn discover(client: &Client) -> ServerCapabilities {
 
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
         termination().await;
@@ -148,7 +175,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         cfg.metrics_addr,
         ServerState {
             metrics: metrics.clone(),
-            ready: ready.clone(),
+            health: health.clone(),
         },
         async move {
             let _ = server_stop.wait_for(|s| *s).await;
@@ -170,11 +197,11 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         metrics.clone(),
         Recorder::new(client.clone(), reporter),
     ));
-    ready.store(true, Ordering::Relaxed);
+    health.discovered();
 
     if !cfg.leader_election {
         metrics.leader.set(1);
-        run_controllers(ctx, &cfg.namespaces, shutdown_rx.clone()).await;
+        run_controllers(ctx, &health, &cfg.namespaces, shutdown_rx.clone()).await;
     } else {
         let identity = crate::leader::identity();
         let leadership = Leadership::start(
@@ -205,7 +232,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 }
                 let _ = stop_tx.send(true);
             });
-            run_controllers(ctx.clone(), &cfg.namespaces, stop_rx).await;
+            run_controllers(ctx.clone(), &health, &cfg.namespaces, stop_rx).await;
             watcher.abort();
             metrics.leader.set(0);
             if *shutdown_rx.borrow() {

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod desired;
 pub mod discovery;
 pub mod events;
+pub mod health;
 pub mod kinds;
 pub mod leader;
 pub mod metrics;

@@ -83,6 +83,7 @@ fn main() -> ExitCode {
             if legacy_apis {
                 caps.hpa_api_version = "autoscaling/v2beta2".into();
                 caps.pdb_api_version = "policy/v1beta1".into();
+                caps.pdb_unhealthy_pod_eviction_policy = false;
             }
             match render(&input, caps) {
                 Ok(out) => {

@@ -1,5 +1,8 @@
 //! The operator's own Prometheus metrics.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -7,14 +10,16 @@ use prometheus::{
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Reconciliations by result: success, invalid, paused, error.
+    /// Reconciliations by result: success, invalid, paused, deleting, error.
     pub reconciliations: IntCounterVec,
     /// Reconcile errors by reason.
     pub errors: IntCounterVec,
     /// Reconcile duration.
     pub duration: Histogram,
-    /// ErlmcpClusters this operator manages.
+    /// ErlmcpClusters this operator manages: the sum over its controllers (see [`Self::set_managed`]).
     pub managed_clusters: IntGauge,
+    /// Clusters per controller scope (a namespace, or "" for all).
+    managed_by_scope: Arc<Mutex<BTreeMap<String, i64>>>,
     /// 1 while this replica holds the leader lease.
     pub leader: IntGauge,
 }
@@ -77,8 +82,24 @@ impl Metrics {
             errors,
             duration,
             managed_clusters,
+            managed_by_scope: Arc::default(),
             leader,
         }
+    }
+
+    /// One controller's count: the gauge is the sum over every watched namespace, not the
+    /// count of whichever controller wrote last.
+    pub fn set_managed(&self, scope: &str, clusters: usize) {
+        let mut by = self.managed_by_scope.lock().expect("managed lock");
+        by.insert(scope.to_string(), clusters as i64);
+        self.managed_clusters.set(by.values().sum());
+    }
+
+    /// A controller stopped (leadership lost, shutdown): its clusters are no longer managed here.
+    pub fn forget_managed(&self, scope: &str) {
+        let mut by = self.managed_by_scope.lock().expect("managed lock");
+        by.remove(scope);
+        self.managed_clusters.set(by.values().sum());
     }
 
     /// Text exposition format.
@@ -112,5 +133,16 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
+    }
+
+    #[test]
+    fn managed_clusters_sums_the_watched_namespaces() {
+        let m = Metrics::new();
+        m.set_managed("a", 2);
+        m.set_managed("b", 3);
+        m.set_managed("a", 4);
+        assert_eq!(m.managed_clusters.get(), 7);
+        m.forget_managed("b");
+        assert_eq!(m.managed_clusters.get(), 4);
     }
 }

@@ -34,6 +34,8 @@ pub const CONVERGING: Duration = Duration::from_secs(15);
 /// Error backoff: base, doubling per consecutive failure, capped.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// Requeue after the API server refused for good (403, 422): a human must act first.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(600);
 
 /// Shared by every reconcile.
 pub struct Context {
@@ -104,8 +106,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// Low-cardinality label for the errors metric.
-    pub fn reason(&self) -> &'static str {
+    fn api_code(&self) -> Option<u16> {
         let api = match self {
             Error::ReadStatefulSet(e)
             | Error::ReadSecret { source: e, .. }
@@ -113,13 +114,28 @@ impl Error {
             | Error::Apply { source: e, .. }
             | Error::Prune { source: e, .. }
             | Error::WriteStatus(e) => Some(e),
-            Error::GeneratedSecret(_) => None,
+            // The API errors of that step come wrapped, with the generation errors.
+            Error::GeneratedSecret(e) => e.downcast_ref::<kube::Error>(),
         };
-        let code = match api {
+        match api {
             Some(kube::Error::Api(e)) => Some(e.code),
             _ => None,
-        };
-        match (self, code) {
+        }
+    }
+
+    /// The condition reason when the API server refused for good: permissions (403) or an
+    /// object it will never accept (422, e.g. an immutable field). Retrying soon cannot help.
+    pub fn refused_reason(&self) -> Option<&'static str> {
+        match self.api_code() {
+            Some(403) => Some("Forbidden"),
+            Some(422) => Some("RejectedByAPIServer"),
+            _ => None,
+        }
+    }
+
+    /// Low-cardinality label for the errors metric.
+    pub fn reason(&self) -> &'static str {
+        match (self, self.api_code()) {
             (_, Some(409)) => "Conflict",
             (_, Some(403)) => "Forbidden",
             (_, Some(422)) => "Invalid",
@@ -139,7 +155,10 @@ fn key(c: &ErlmcpCluster) -> String {
 #[tracing::instrument(skip_all, fields(cluster = %key(&cluster)))]
 pub async fn reconcile(cluster: Arc<ErlmcpCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_inner(&cluster, &ctx).await;
+    let result = match reconcile_inner(&cluster, &ctx).await {
+        Err(e) if e.refused_reason().is_some() => Ok(report_refused(&ctx, &cluster, e).await),
+        other => other,
+    };
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
@@ -153,6 +172,12 @@ pub async fn reconcile(cluster: Arc<ErlmcpCluster>, ctx: Arc<Context>) -> Result
 }
 
 async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Action, Error> {
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // The garbage collector is deleting the children: applying now would re-create them
+        // (the generated cookie first) under an owner that is going away.
+        ctx.count("deleting");
+        return Ok(Action::await_change());
+    }
     let problems = validate(cluster);
     if !problems.is_empty() {
         return report_invalid(ctx, cluster, problems).await;
@@ -446,7 +471,7 @@ async fn report_status_and_events(
         None => current_statefulset(ctx, cluster).await?,
     };
     let outcome = match &done.failure {
-        Some(e) => Outcome::Failed(e.to_string()),
+        Some(e) => refused_outcome(e).unwrap_or_else(|| Outcome::Failed(e.to_string())),
         None if !done.missing_secrets.is_empty() => {
             Outcome::MissingSecrets(done.missing_secrets.to_vec())
         }
@@ -470,6 +495,9 @@ async fn report_status_and_events(
     let st = write_status(ctx, cluster, sts.as_ref(), &outcome, done.skipped).await?;
 
     if let Some(e) = done.failure {
+        if let Some(reason) = e.refused_reason() {
+            return Ok(refused(ctx, cluster, reason, &e).await);
+        }
         ctx.events
             .cluster(cluster, true, "ReconcileError", &e.to_string())
             .await;
@@ -489,6 +517,36 @@ async fn report_status_and_events(
         .iter()
         .any(|c| c.type_ == condition::READY && c.status == "True");
     Ok(Action::requeue(if ready { RESYNC } else { CONVERGING }))
+}
+
+fn refused_outcome(e: &Error) -> Option<Outcome> {
+    e.refused_reason().map(|reason| Outcome::Refused {
+        reason,
+        message: e.to_string(),
+    })
+}
+
+/// A refusal from a step before the status report: report it (status when the StatefulSet can
+/// be read, so the phase stays truthful), then wait long.
+async fn report_refused(ctx: &Context, cluster: &ErlmcpCluster, e: Error) -> Action {
+    if let (Some(outcome), Ok(sts)) = (refused_outcome(&e), current_statefulset(ctx, cluster).await)
+    {
+        if let Err(w) = write_status(ctx, cluster, sts.as_ref(), &outcome, &[]).await {
+            warn!(error = %w, "cannot write the status of a refused reconcile");
+        }
+    }
+    refused(ctx, cluster, e.refused_reason().unwrap_or("Refused"), &e).await
+}
+
+/// Event, metrics and a long requeue instead of the fast error backoff.
+async fn refused(ctx: &Context, cluster: &ErlmcpCluster, reason: &str, e: &Error) -> Action {
+    warn!(error = %e, retry_in = ?REFUSED_RETRY, "the API server refused; not retrying soon");
+    ctx.events
+        .cluster(cluster, true, reason, &e.to_string())
+        .await;
+    ctx.count("error");
+    ctx.metrics.errors.with_label_values(&[e.reason()]).inc();
+    Action::requeue(REFUSED_RETRY)
 }
 
 fn child_ref(child: &desired::Child) -> ChildRef<'_> {

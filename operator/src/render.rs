@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use erlmcp_crds::strict;
 use erlmcp_crds::validate::{validate, FieldError};
 use erlmcp_crds::ErlmcpCluster;
 use serde::Deserialize;
@@ -34,8 +35,9 @@ fn format_invalid(all: &[(String, Vec<FieldError>)]) -> String {
     s.trim_end().to_string()
 }
 
-/// Parse every YAML document of `input` as an ErlmcpCluster (documents of other kinds are an error).
-pub fn parse_clusters(input: &str) -> Result<Vec<ErlmcpCluster>, RenderError> {
+/// Parse every YAML document of `input` as an ErlmcpCluster (documents of other kinds are an
+/// error), each with the paths of the fields it does not know.
+pub fn parse_clusters(input: &str) -> Result<Vec<(ErlmcpCluster, Vec<String>)>, RenderError> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(input).enumerate() {
         let value = serde_yaml::Value::deserialize(doc)
@@ -43,10 +45,11 @@ pub fn parse_clusters(input: &str) -> Result<Vec<ErlmcpCluster>, RenderError> {
         if value.is_null() {
             continue;
         }
-        let mut c: ErlmcpCluster = serde_yaml::from_value(value)
+        let decoded = strict::cluster_from_yaml_value(value)
             .map_err(|source| RenderError::Parse { doc: i + 1, source })?;
+        let mut c = decoded.value;
         c.metadata.namespace.get_or_insert_with(|| "default".into());
-        out.push(c);
+        out.push((c, decoded.unknown));
     }
     if out.is_empty() {
         return Err(RenderError::Empty);
@@ -54,12 +57,27 @@ pub fn parse_clusters(input: &str) -> Result<Vec<ErlmcpCluster>, RenderError> {
     Ok(out)
 }
 
+/// A field this operator does not know: a typo, or a field of a newer CRD. The operator itself
+/// ignores it (so an upgrade or rollback cannot stop it); offline, it is refused.
+fn unknown_field(path: String) -> FieldError {
+    FieldError {
+        path,
+        message: "unknown field (a typo, or a field of a newer ErlmcpCluster CRD than this \
+                  operator; the operator ignores it)"
+            .into(),
+    }
+}
+
 /// Render as multi-document YAML, for the given server capabilities.
 pub fn render(input: &str, capabilities: ServerCapabilities) -> Result<String, RenderError> {
     let clusters = parse_clusters(input)?;
     let invalid: Vec<_> = clusters
         .iter()
-        .map(|c| (c.metadata.name.clone().unwrap_or_default(), validate(c)))
+        .map(|(c, unknown)| {
+            let mut errs: Vec<FieldError> = unknown.iter().cloned().map(unknown_field).collect();
+            errs.extend(validate(c));
+            (c.metadata.name.clone().unwrap_or_default(), errs)
+        })
         .filter(|(_, e)| !e.is_empty())
         .collect();
     if !invalid.is_empty() {
@@ -67,7 +85,7 @@ pub fn render(input: &str, capabilities: ServerCapabilities) -> Result<String, R
     }
     let ctx = BuildContext::new(capabilities);
     let mut out = String::new();
-    for c in &clusters {
+    for (c, _) in &clusters {
         let desired = build(c, &ctx);
         for note in &desired.skipped {
             let _ = writeln!(out, "# skipped: {note}");
@@ -133,6 +151,10 @@ mod tests {
             ServerCapabilities::default(),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("unknown field `replica`"), "{err}");
+        assert!(matches!(err, RenderError::Invalid(_)), "{err}");
+        assert!(
+            err.to_string().contains("spec.replica: unknown field"),
+            "{err}"
+        );
     }
 }

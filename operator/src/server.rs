@@ -1,10 +1,9 @@
-//! Health and metrics over HTTP: `/healthz` (the process serves), `/readyz` (connected to the
-//! API server; followers are ready too), `/metrics`.
+//! Health and metrics over HTTP: `/healthz` (no controller stalled), `/readyz` (connected to the
+//! API server and every running controller synced; followers are ready too), `/metrics`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,21 +12,31 @@ use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::health::Health;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct ServerState {
     pub metrics: Metrics,
-    pub ready: Arc<AtomicBool>,
+    pub health: Arc<Health>,
 }
 
 pub fn router(state: ServerState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(|State(s): State<ServerState>| async move {
+                if s.health.live(Instant::now()) {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "controller stalled")
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(|State(s): State<ServerState>| async move {
-                if s.ready.load(Ordering::Relaxed) {
+                if s.health.ready() {
                     (StatusCode::OK, "ready")
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "starting")
@@ -87,18 +96,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn readiness_follows_the_flag_and_metrics_render() {
+    async fn probes_follow_the_health_and_metrics_render() {
         let state = ServerState {
             metrics: Metrics::new(),
-            ready: Arc::new(AtomicBool::new(false)),
+            health: Arc::new(Health::default()),
         };
         assert_eq!(call(&state, "/healthz").await.0, StatusCode::OK);
         assert_eq!(
             call(&state, "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE
         );
-        state.ready.store(true, Ordering::Relaxed);
+        state.health.discovered();
+        state.health.controller_started("", Instant::now());
+        assert_eq!(
+            call(&state, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not before the first sync of the watch"
+        );
+        state.health.controller_synced("");
         assert_eq!(call(&state, "/readyz").await.0, StatusCode::OK);
+        state.health.controller_stopped("", false);
+        assert_eq!(
+            call(&state, "/healthz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a controller that ended on its own is not live"
+        );
         let (code, body) = call(&state, "/metrics").await;
         assert_eq!(code, StatusCode::OK);
         assert!(body.contains("erlmcp_operator_leader"));

@@ -459,6 +459,7 @@ async fn old_servers_get_the_beta_api_versions() {
         service_monitor: false,
         prometheus_rule: false,
         cert_manager: false,
+        pdb_unhealthy_pod_eviction_policy: false,
     };
     let ctx = context(client, caps);
     let c = cluster(
@@ -496,4 +497,71 @@ async fn old_servers_get_the_beta_api_versions() {
     assert!(reasons(&api)
         .iter()
         .any(|e| e.starts_with("Skipped: ServiceMonitor")));
+}
+
+#[tokio::test]
+async fn a_cluster_being_deleted_is_left_to_the_garbage_collector() {
+    let (client, api) = start();
+    let ctx = context(client, ServerCapabilities::default());
+    let mut c = cluster(json!({"replicas": 3}));
+    c.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let action = run(&c, &ctx).await.unwrap();
+    let seen = take_requests(&api);
+    assert!(
+        seen.is_empty(),
+        "no request while deleting (the cookie would be re-created): {:?}",
+        lines(&seen)
+    );
+    assert!(api
+        .get("/api/v1/namespaces/prod/secrets/mcp-cookie")
+        .is_none());
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn forbidden_and_unprocessable_are_terminal_not_a_fast_retry() {
+    for (code, reason) in [(403u16, "Forbidden"), (422, "RejectedByAPIServer")] {
+        let (client, api) = start();
+        let ctx = context(client, ServerCapabilities::default());
+        let c = cluster(json!({}));
+        api.fail_with(move |m, p| (m == "PATCH" && p.contains("/statefulsets/")).then_some(code));
+        let action = run(&c, &ctx).await.unwrap();
+        assert_eq!(
+            action,
+            Action::requeue(Duration::from_secs(600)),
+            "{code}: a long requeue, not the error backoff"
+        );
+        let seen = take_requests(&api);
+        let status = seen.last().unwrap();
+        assert!(status.path.ends_with("/status"), "{}", status.line());
+        let rs = reconcile_condition(status);
+        assert_eq!(rs["status"], "False");
+        assert_eq!(rs["reason"], reason, "{code}");
+        assert!(rs["message"].as_str().unwrap().contains("StatefulSet/mcp"));
+        assert!(
+            reasons(&api)
+                .iter()
+                .any(|e| e.starts_with(&format!("{reason}: applying StatefulSet/mcp"))),
+            "{:?}",
+            reasons(&api)
+        );
+        let metrics = ctx.metrics.render();
+        assert!(
+            metrics.contains("erlmcp_operator_reconciliations_total{result=\"error\"} 1"),
+            "{metrics}"
+        );
+
+        // A refusal before the status step (reading a Secret) is terminal as well.
+        api.fail_with(move |m, p| {
+            (m == "GET" && p.ends_with("/secrets/mcp-cookie")).then_some(code)
+        });
+        let action = run(&c, &ctx).await.unwrap();
+        assert_eq!(action, Action::requeue(Duration::from_secs(600)));
+        let seen = take_requests(&api);
+        assert!(applies(&seen).is_empty(), "{:?}", lines(&seen));
+        let rs = reconcile_condition(seen.last().unwrap());
+        assert_eq!(rs["reason"], reason, "{:?}", lines(&seen));
+    }
 }

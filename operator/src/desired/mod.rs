@@ -45,6 +45,9 @@ pub struct ServerCapabilities {
     pub prometheus_rule: bool,
     /// `cert-manager.io/v1` Certificate is served.
     pub cert_manager: bool,
+    /// PodDisruptionBudget `unhealthyPodEvictionPolicy` is honoured (beta and on by default in
+    /// 1.27+); older servers drop the field.
+    pub pdb_unhealthy_pod_eviction_policy: bool,
 }
 
 impl Default for ServerCapabilities {
@@ -56,6 +59,7 @@ impl Default for ServerCapabilities {
             service_monitor: true,
             prometheus_rule: true,
             cert_manager: true,
+            pdb_unhealthy_pod_eviction_policy: true,
         }
     }
 }

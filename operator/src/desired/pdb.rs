@@ -33,7 +33,12 @@ pub fn pdb(cluster: &ErlmcpCluster, names: &Names, ctx: &BuildContext) -> Option
             }),
             min_available,
             max_unavailable,
-            ..Default::default()
+            // A pod that never got Ready (crash loop, bad config) must not block node drains:
+            // evicting it cannot make things worse. Only servers that honour it get the field.
+            unhealthy_pod_eviction_policy: ctx
+                .capabilities
+                .pdb_unhealthy_pod_eviction_policy
+                .then(|| "AlwaysAllow".to_string()),
         }),
         ..Default::default()
     };
@@ -60,6 +65,24 @@ mod tests {
         assert_eq!(p.api_version, "policy/v1");
         assert_eq!(p.object["spec"]["maxUnavailable"], 1);
         assert!(p.object["spec"].get("minAvailable").is_none());
+    }
+
+    #[test]
+    fn unhealthy_pods_are_evictable_on_servers_that_honour_it() {
+        let c = fixtures::minimal();
+        let current = pdb(&c, &Names::of(&c), &ctx()).unwrap();
+        assert_eq!(
+            current.object["spec"]["unhealthyPodEvictionPolicy"],
+            "AlwaysAllow"
+        );
+        let mut old = ctx();
+        old.capabilities.pdb_unhealthy_pod_eviction_policy = false;
+        let p = pdb(&c, &Names::of(&c), &old).unwrap();
+        assert!(
+            p.object["spec"].get("unhealthyPodEvictionPolicy").is_none(),
+            "{}",
+            p.object
+        );
     }
 
     #[test]

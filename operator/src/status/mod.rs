@@ -29,6 +29,11 @@ pub enum Outcome {
     Failed(String),
     /// Applied, but Secrets the pods mount are missing.
     MissingSecrets(Vec<String>),
+    /// The API server refused for good (403, 422): retrying soon cannot help.
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// Inputs of [`compute`].
@@ -245,6 +250,7 @@ fn reconcile_success(outcome: &Outcome, skipped: &[String]) -> Condition {
             ),
         ),
         Outcome::Failed(e) => cond(t, false, "ApplyFailed", truncate(e, 4000)),
+        Outcome::Refused { reason, message } => cond(t, false, reason, truncate(message, 4000)),
         Outcome::MissingSecrets(s) => cond(
             t,
             false,
@@ -355,7 +361,10 @@ fn degraded_reason(f: &Facts, outcome: &Outcome) -> Option<Degraded> {
         Some(Degraded::Partitioned)
     } else if !f.progressing && f.has_statefulset && f.rollout.ready < f.desired {
         Some(Degraded::PodsNotReady)
-    } else if matches!(outcome, Outcome::Failed(_) | Outcome::MissingSecrets(_)) {
+    } else if matches!(
+        outcome,
+        Outcome::Failed(_) | Outcome::MissingSecrets(_) | Outcome::Refused { .. }
+    ) {
         Some(Degraded::ReconcileFailing)
     } else {
         None
