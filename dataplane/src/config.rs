@@ -1,4 +1,4 @@
-//! Configuration: the `erlmcp.yaml` file (`erlmcp_crds::DataplaneConfig`), the seeds'
+//! Configuration: the `erlmcp.yaml` file (`erlmcp_crds::DataplaneConfig`), the original erlmcp v3's
 //! environment variables on top, validated into one runtime configuration. Every error names
 //! the field or variable at fault, and nothing starts until all of it is good.
 
@@ -244,7 +244,7 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeCon
     if let Some(v) = env.get("RATE_LIMIT_PER_SECOND") {
         match v.trim().parse::<u32>() {
             Ok(n) if n > 0 => {
-                // The seeds only know a rate; the burst follows it (two seconds' worth).
+                // The original only knows a rate; the burst follows it (two seconds' worth).
                 file.mcp.rate_limit.requests_per_second = n;
                 file.mcp.rate_limit.burst = n.saturating_mul(2);
             }
@@ -255,7 +255,7 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeCon
         }
     }
 
-    // TLS on the client port: the file's `tls` section, or the seeds' variables.
+    // TLS on the client port: the file's `tls` section, or the original's variables.
     let tls_enabled = match env
         .get("TLS_ENABLED")
         .or_else(|| env.get("ERLMCP_TLS_ENABLED"))
@@ -581,7 +581,7 @@ mod tests {
             "mcp:\n  limits: {maxConnections: 0, maxConcurrentRequests: 0, maxRequestBytes: 0, requestTimeoutSeconds: 0}\n  sessions: {maxSessions: 0, idleTimeoutSeconds: 0}\n  rateLimit: {enabled: true, requestsPerSecond: 0, burst: 0}\n  tools:\n    - name: slow\n      backend: {command: {command: [cat], timeoutSeconds: 0, maxOutputBytes: 0}}\ncluster:\n  discovery: {mode: dns, name: peers, intervalSeconds: 0}\n",
         )
         .unwrap();
-        let errs = from_parts(file, &env(&[]), false).unwrap_err();
+        let errs = from_parts(file, &env(&[])).unwrap_err();
         let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
         for f in [
             "mcp.limits.maxConnections",
