@@ -574,16 +574,28 @@ async fn operator_writes_hpa_and_pdb_in_the_newest_served_version() -> Result<()
         written == (hpa_version.to_string(), pdb_version.to_string()),
         "server 1.{minor}: operator wrote HPA, PDB as {written:?}, want {hpa_version}, {pdb_version}"
     );
-    // Where the newer versions are not served, kubectl cannot even name them.
-    for (since, resource) in [
-        (HPA_V2_SINCE_MINOR, "hpa.v2.autoscaling"),
-        (PDB_V1_SINCE_MINOR, "pdb.v1.policy"),
+    // The newer versions are served exactly where expected. Asked by raw path: kubectl's
+    // `hpa.v2.autoscaling` falls back to another version where v2 is not served.
+    for (since, api, plural) in [
+        (
+            HPA_V2_SINCE_MINOR,
+            "autoscaling/v2",
+            "horizontalpodautoscalers",
+        ),
+        (PDB_V1_SINCE_MINOR, "policy/v1", "poddisruptionbudgets"),
     ] {
-        let got = env.kubectl(&["get", "-n", &ns.name, resource, "autoscaled"]);
+        let path = format!("/apis/{api}/namespaces/{}/{plural}/autoscaled", ns.name);
+        let got = env.kubectl(&["get", "--raw", &path]);
         ensure!(
             got.is_ok() == (minor >= since),
-            "server 1.{minor}: kubectl get {resource}: {got:?}"
+            "server 1.{minor}: GET {path}: {got:?}"
         );
+    }
+    if minor >= HPA_V2_SINCE_MINOR {
+        env.kubectl(&["get", "-n", &ns.name, "hpa.v2.autoscaling", "autoscaled"])?;
+    }
+    if minor >= PDB_V1_SINCE_MINOR {
+        env.kubectl(&["get", "-n", &ns.name, "pdb.v1.policy", "autoscaled"])?;
     }
     Ok(())
 }
