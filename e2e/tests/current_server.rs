@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use erlmcp_e2e::TestEnv;
 use serde_json::{json, Value};
 
@@ -68,31 +68,6 @@ fn kubectl_stdin(env: &TestEnv, args: &[&str], input: &str) -> Result<KubectlRun
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
-}
-
-/// Installs (or updates) the CRD the way any server version takes it: a plain apply without
-/// client-side validation (servers before 1.25 do not know the CEL rules).
-fn install_crd(env: &TestEnv) -> Result<()> {
-    let crd = env.workspace.join("crds/erlmcp.io_erlmcpclusters.yaml");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let applied = env.kubectl(&["apply", "--validate=false", "-f", crd.to_str().unwrap()]);
-        let established = env
-            .kubectl(&[
-                "get",
-                "crd/erlmcpclusters.erlmcp.io",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
-            ])
-            .unwrap_or_default();
-        if applied.is_ok() && established.trim() == "True" {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("CRD not established: {applied:?} {established:?}");
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 /// The CRD's schema of `spec` as written in the repository.
@@ -272,7 +247,7 @@ fn cel_cases_cover_every_rule_of_the_crd() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_cel_rule_refuses_its_bad_object_at_kubectl_apply() -> Result<()> {
     let env = TestEnv::get();
-    install_crd(env)?;
+    env.install_crd()?;
     let ns = env.namespace("cel").await?;
     let minor = server_minor(env).await?;
     let enforced = minor >= CEL_SINCE_MINOR;
@@ -399,7 +374,7 @@ fn misspelt_sample(env: &TestEnv, name: &str) -> Result<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misspelt_field_warns_and_strict_validation_refuses_it() -> Result<()> {
     let env = TestEnv::get();
-    install_crd(env)?;
+    env.install_crd()?;
     let ns = env.namespace("unknown").await?;
     let minor = server_minor(env).await?;
     let current = minor >= FIELD_VALIDATION_SINCE_MINOR;
@@ -541,7 +516,7 @@ fn operator_write_version(env: &TestEnv, ns: &str, resource: &str, name: &str) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_writes_hpa_and_pdb_in_the_newest_served_version() -> Result<()> {
     let env = TestEnv::get();
-    install_crd(env)?;
+    env.install_crd()?;
     let ns = env.namespace("versions").await?;
     let minor = server_minor(env).await?;
     let (hpa_version, hpa_resource) = if minor >= HPA_V2_SINCE_MINOR {

@@ -28,32 +28,6 @@ const SELECTOR: &str = "app.kubernetes.io/name=erlmcp";
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Install (or update) the CRD the way users on any server version can: a plain apply without
-/// client-side validation (servers before 1.25 do not know the CEL rules).
-fn install_crd(env: &TestEnv) -> Result<()> {
-    let crd = env.workspace.join("crds/erlmcp.io_erlmcpclusters.yaml");
-    // Tests of one binary run side by side: a concurrent create may win the race.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let applied = env.kubectl(&["apply", "--validate=false", "-f", crd.to_str().unwrap()]);
-        let established = env
-            .kubectl(&[
-                "get",
-                "crd/erlmcpclusters.erlmcp.io",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
-            ])
-            .unwrap_or_default();
-        if applied.is_ok() && established.trim() == "True" {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("CRD not established: {applied:?} {established:?}");
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -350,7 +324,7 @@ fn kinds(objs: &[Value]) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_lifecycle() -> Result<()> {
     let env = TestEnv::get();
-    install_crd(env)?;
+    env.install_crd()?;
     let ns = env.namespace("life").await?;
     let ns = ns.name.clone();
     let _op = Operator::start(env, &ns, "op-life")?;
@@ -606,7 +580,7 @@ async fn cluster_lifecycle() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hpa_targets_the_scale_subresource() -> Result<()> {
     let env = TestEnv::get();
-    install_crd(env)?;
+    env.install_crd()?;
     let ns = env.namespace("hpa").await?;
     let ns = ns.name.clone();
     let _op = Operator::start(env, &ns, "op-hpa")?;
@@ -670,7 +644,7 @@ async fn hpa_targets_the_scale_subresource() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_specs_are_refused_and_nothing_is_applied() -> Result<()> {
     let env = TestEnv::get();
-    install_crd(env)?;
+    env.install_crd()?;
     let ns = env.namespace("invalid").await?;
     let ns = ns.name.clone();
     let _op = Operator::start(env, &ns, "op-invalid")?;
@@ -734,7 +708,7 @@ async fn invalid_specs_are_refused_and_nothing_is_applied() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_restart_and_leader_failover() -> Result<()> {
     let env = TestEnv::get();
-    install_crd(env)?;
+    env.install_crd()?;
     let ns = env.namespace("leader").await?;
     let ns = ns.name.clone();
     let mut a = Operator::start(env, &ns, "op-a")?;
@@ -810,7 +784,7 @@ async fn operator_restart_and_leader_failover() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sample_is_applied() -> Result<()> {
     let env = TestEnv::get();
-    install_crd(env)?;
+    env.install_crd()?;
     let ns = env.namespace("samples").await?;
     let ns = ns.name.clone();
     let _op = Operator::start(env, &ns, "op-samples")?;

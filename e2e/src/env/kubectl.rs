@@ -19,6 +19,32 @@ use super::{keep, TestEnv, FIELD_MANAGER, RUNNER_TAINT};
 use crate::runner::node::RUNNER_LABEL;
 
 impl TestEnv {
+    /// Install (or update) the CRD the way users on any server version can: a plain apply without
+    /// client-side validation (servers before 1.25 do not know the CEL rules).
+    pub fn install_crd(&self) -> Result<()> {
+        let crd = self.workspace.join("crds/erlmcp.io_erlmcpclusters.yaml");
+        // Tests of one binary run side by side: a concurrent create may win the race.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let applied = self.kubectl(&["apply", "--validate=false", "-f", crd.to_str().unwrap()]);
+            let established = self
+                .kubectl(&[
+                    "get",
+                    "crd/erlmcpclusters.erlmcp.io",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                ])
+                .unwrap_or_default();
+            if applied.is_ok() && established.trim() == "True" {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("CRD not established: {applied:?} {established:?}");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// `kubectl` against the cluster under test; Ok(stdout) on success, else the stderr.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
         let out = Command::new(&self.kubectl)
