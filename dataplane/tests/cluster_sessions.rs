@@ -70,7 +70,18 @@ async fn sessions_are_forwarded_to_their_owner_and_404_when_it_is_gone() {
     assert_eq!(r.status, 404, "{}", r.body);
 
     // Owner restarted under the same identity with its session volume: the session survives.
-    tokio::time::sleep(Duration::from_millis(1500)).await; // the 1 s snapshot
+    // Wait for the once-a-second snapshot to hold the session (a fixed sleep races on a loaded
+    // machine), bounded: the kill below is a SIGKILL, so no shutdown snapshot follows.
+    let file = dir.join("sessions.json");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains(sid.as_str())) {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot of {sid} in {}",
+            file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(stream);
     nodes[0].kill();
     nodes[0].start();
