@@ -406,6 +406,15 @@ fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
             Some(j) => validate_value_source(&j.jwks, &format!("{base}.auth.jwt.jwks"), errs),
         },
     }
+    // Newline-delimited JSON-RPC over TCP has no place for a credential: with auth on, a TCP
+    // listener would serve every client that HTTP and WebSocket refuse.
+    if !matches!(auth.mode, crate::AuthMode::None) && mcp.transports.tcp.enabled {
+        errs.push(
+            format!("{base}.transports.tcp.enabled"),
+            "must be false while auth.mode is bearer or jwt: the TCP transport carries no \
+             credential and would serve unauthenticated clients (use Streamable HTTP or WebSocket)",
+        );
+    }
 
     for (i, origin) in mcp.allowed_origins.iter().enumerate() {
         if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {

@@ -387,3 +387,18 @@ fn zero_limits_and_timeouts_are_refused_by_name() {
         assert!(errors(&ok).is_empty(), "{path} = {min}: {:?}", errors(&ok));
     }
 }
+
+#[test]
+fn tcp_is_refused_while_auth_is_on() {
+    for auth in [
+        "{mode: bearer, bearerToken: {value: s3cret}}",
+        "{mode: jwt, jwt: {issuer: https://idp, audience: mcp, jwks: {value: '{}'}}}",
+    ] {
+        assert_only(
+            &format!("  mcp:\n    transports: {{tcp: {{enabled: true}}}}\n    auth: {auth}\n"),
+            "spec.mcp.transports.tcp.enabled",
+            "carries no credential",
+        );
+    }
+    assert!(errors("  mcp:\n    transports: {tcp: {enabled: true}}\n").is_empty());
+}

@@ -600,4 +600,19 @@ mod tests {
         }
         assert_eq!(fields.len(), 11, "{errs}");
     }
+
+    #[test]
+    fn tcp_with_auth_refuses_to_start() {
+        // ERLMCP_TCP_PORT turns TCP on after the file is read: the check sees the result.
+        let file =
+            parse_file("mcp:\n  auth: {mode: bearer, bearerToken: {value: s3cret}}\n").unwrap();
+        let errs = from_parts(file, &env(&[("ERLMCP_TCP_PORT", "8081")])).unwrap_err();
+        assert!(
+            errs.0
+                .iter()
+                .any(|e| e.field == "mcp.transports.tcp.enabled"
+                    && e.message.contains("carries no credential")),
+            "{errs}"
+        );
+    }
 }
