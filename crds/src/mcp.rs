@@ -87,7 +87,8 @@ impl Default for TransportsSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TcpTransportSpec {
-    /// Serve newline-delimited JSON-RPC over TCP. Default false.
+    /// Serve newline-delimited JSON-RPC over TCP. Default false. Refused while `auth.mode` is
+    /// bearer or jwt: a TCP frame carries no credential.
     #[serde(default)]
     pub enabled: bool,
     /// TCP port. Default 8081.
