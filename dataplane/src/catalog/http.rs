@@ -70,7 +70,17 @@ impl HttpTool {
             Ok(Err(e)) => tool_error(e),
             Ok(Ok((status, ctype, body))) => {
                 let text = String::from_utf8_lossy(&body).into_owned();
+                if status.is_server_error() {
+                    // A 5xx body is the backend's own trouble (stack traces, internal hosts):
+                    // it stays in our log, the client learns only the status.
+                    tracing::warn!(url = %self.url, status = status.as_u16(), body = truncate(&text, 2000), "tool backend failed");
+                    return tool_error(format!(
+                        "backend answered HTTP {}; details are in the server log",
+                        status.as_u16()
+                    ));
+                }
                 if !status.is_success() {
+                    // A 4xx body says what was wrong with the call: the model can act on it.
                     return tool_error(format!(
                         "backend answered HTTP {}: {}",
                         status.as_u16(),
@@ -144,4 +154,57 @@ pub fn truncate(s: &str, n: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-shot HTTP/1.1 server on loopback that answers every request with `status` and `body`.
+    async fn backend(status: &'static str, body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            }
+        });
+        format!("url: http://{addr}/call\n")
+    }
+
+    fn tool(spec: &str) -> HttpTool {
+        HttpTool::new(&serde_yaml::from_str(spec).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn server_errors_do_not_echo_the_backend_body() {
+        let t = tool(&backend("500 Internal Server Error", "trace at db-7.internal:5432").await);
+        let r = t.call(&json!({}), false).await;
+        assert_eq!(r["isError"], true, "{r}");
+        let text = r["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("HTTP 500"), "{text}");
+        assert!(!text.contains("db-7.internal"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn client_errors_keep_the_reason() {
+        let t = tool(&backend("422 Unprocessable Entity", "field city is required").await);
+        let r = t.call(&json!({}), false).await;
+        assert_eq!(r["isError"], true, "{r}");
+        let text = r["content"][0]["text"].as_str().unwrap();
+        assert!(
+            text.contains("HTTP 422") && text.contains("field city is required"),
+            "{text}"
+        );
+    }
 }
