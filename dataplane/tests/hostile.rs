@@ -259,3 +259,45 @@ async fn template_uri_with_a_broken_escape_is_not_found() {
     );
     still_serving(s.mcp_addr).await;
 }
+
+/// A 2025-03-26 batch used to run every call at once, past `maxConcurrentRequests`. With one
+/// permit the calls must run one after the other: each writes "start" then "end" to a shared
+/// file, so an overlap shows as two starts in a row (an order, not a timing, is asserted).
+#[tokio::test]
+async fn a_batch_takes_one_in_flight_permit_per_call() {
+    let log = std::env::temp_dir().join(format!("erlmcp-batch-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let script = format!(
+        "echo start >> {0}; sleep 0.2; echo end >> {0}; echo '{{}}'",
+        log.display()
+    );
+    let yaml = format!(
+        "mcp:\n  limits: {{maxConcurrentRequests: 1}}\n  tools:\n    - name: step\n      inputSchema: {{type: object}}\n      backend: {{command: {{command: [/bin/sh, -c, {script:?}], timeoutSeconds: 20}}}}\n"
+    );
+    let s = start(&yaml, &[]).await;
+    let (sid, _) = legacy_session(s.mcp_addr, "2025-03-26").await;
+    let calls: Vec<Value> = (1..=4)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "step", "arguments": {}}}))
+        .collect();
+    let r = request(
+        "POST",
+        &mcp_url(&s),
+        &legacy_headers(&sid, "2025-03-26"),
+        Value::Array(calls).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answers = r.json();
+    assert_eq!(answers.as_array().map(Vec::len), Some(4), "{answers}");
+    for a in answers.as_array().unwrap() {
+        assert!(a["result"]["isError"].is_null(), "{a}");
+    }
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines, ["start", "end"].repeat(4), "calls overlapped");
+    let _ = std::fs::remove_file(&log);
+    still_serving(s.mcp_addr).await;
+}

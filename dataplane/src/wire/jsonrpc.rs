@@ -124,6 +124,10 @@ impl RpcError {
     }
 }
 
+/// Most messages one batch may hold: a batch is one body, and what it asks for is bounded by
+/// the body size limit only loosely (a 1 MiB body holds thousands of tiny calls).
+pub const MAX_BATCH: usize = 64;
+
 /// What a body held: one message or a batch (batches exist only in 2025-03-26).
 pub enum Parsed {
     Single(Result<Message, (Option<Id>, RpcError)>),
@@ -139,6 +143,11 @@ pub fn parse(body: &[u8]) -> Result<Parsed, RpcError> {
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(RpcError::invalid_request("Invalid Request: empty batch"));
+            }
+            if items.len() > MAX_BATCH {
+                return Err(RpcError::invalid_request(format!(
+                    "Invalid Request: a batch holds at most {MAX_BATCH} messages"
+                )));
             }
             Ok(Parsed::Batch(items.into_iter().map(from_value).collect()))
         }
@@ -406,5 +415,23 @@ mod tests {
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["error"]["code"], PARSE_ERROR);
         assert!(v.get("id").is_none());
+    }
+
+    #[test]
+    fn batches_are_capped() {
+        let batch = |n: usize| {
+            let items: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#))
+                .collect();
+            format!("[{}]", items.join(","))
+        };
+        assert!(
+            matches!(parse(batch(MAX_BATCH).as_bytes()), Ok(Parsed::Batch(v)) if v.len() == MAX_BATCH)
+        );
+        let e = parse(batch(MAX_BATCH + 1).as_bytes())
+            .err()
+            .expect("refused");
+        assert_eq!(e.code, INVALID_REQUEST);
+        assert!(e.message.contains("at most 64"), "{}", e.message);
     }
 }

@@ -216,12 +216,17 @@ pub(super) async fn post(
         let ctx = make_ctx(&m);
         return Ok(run(st, m, ctx, Some(session)).await);
     }
-    // A 2025-03-26 batch: answer all requests together as a JSON array.
+    // A 2025-03-26 batch: answer all requests together as a JSON array. Each request takes an
+    // in-flight permit like a single one, so a batch cannot run past maxConcurrentRequests.
     let futs = requests.into_iter().map(|m| {
         let ctx = make_ctx(&m);
         let core = st.core.clone();
+        let limit = st.limits.in_flight.clone();
         async move {
-            let r = core.handle(&m, &ctx).await;
+            let r = {
+                let _permit = limit.acquire().await;
+                core.handle(&m, &ctx).await
+            };
             jsonrpc::response_bytes(m.id.as_ref().expect("id"), &r)
         }
     });
