@@ -174,7 +174,7 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-/// Discovery: the group versions a current cluster with every optional CRD serves.
+/// Discovery: the version and group versions a current cluster with every optional CRD serves.
 fn discovery(path: &str) -> Option<Value> {
     let res = |gv: &str, list: &[(&str, &str)]| {
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
@@ -183,6 +183,10 @@ fn discovery(path: &str) -> Option<Value> {
                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})).collect::<Vec<_>>()})
     };
     match path.trim_end_matches('/') {
+        // The server version decides which newer fields the builders may emit.
+        "/version" => Some(json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0",
+                                  "gitCommit": "", "gitTreeState": "clean", "buildDate": "",
+                                  "goVersion": "", "compiler": "gc", "platform": "linux/amd64"})),
         "/apis/autoscaling/v2" => Some(res(
             "autoscaling/v2",
             &[("horizontalpodautoscalers", "HorizontalPodAutoscaler")],
