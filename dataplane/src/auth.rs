@@ -302,18 +302,7 @@ mod tests {
         let secret = b"0123456789abcdef0123456789abcdef";
         let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
         let jwks = format!(r#"{{"keys":[{{"kty":"oct","kid":"k1","alg":"HS256","k":"{k}"}}]}}"#);
-        let spec = AuthSpec {
-            mode: AuthMode::Jwt,
-            bearer_token: None,
-            jwt: Some(JwtSpec {
-                issuer: "https://issuer".into(),
-                audience: "erlmcp".into(),
-                jwks: ValueSource {
-                    value: Some(jwks),
-                    ..Default::default()
-                },
-            }),
-        };
+        let spec = jwt_spec(jwks);
         let a = Auth::from_spec(&spec).unwrap();
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
         h.kid = Some("k1".into());
@@ -344,19 +333,24 @@ mod tests {
             .as_secs()
     }
 
-    fn rsa_auth() -> Auth {
-        let spec = AuthSpec {
+    /// A JWT auth spec for issuer `https://issuer`, audience `erlmcp`, keys `jwks`.
+    fn jwt_spec(jwks: impl Into<String>) -> AuthSpec {
+        AuthSpec {
             mode: AuthMode::Jwt,
             bearer_token: None,
             jwt: Some(JwtSpec {
                 issuer: "https://issuer".into(),
                 audience: "erlmcp".into(),
                 jwks: ValueSource {
-                    value: Some(RSA_JWKS.into()),
+                    value: Some(jwks.into()),
                     ..Default::default()
                 },
             }),
-        };
+        }
+    }
+
+    fn rsa_auth() -> Auth {
+        let spec = jwt_spec(RSA_JWKS);
         Auth::from_spec(&spec).unwrap()
     }
 
@@ -481,18 +475,7 @@ mod tests {
     #[test]
     fn jwks_without_signing_keys_is_refused_at_load() {
         let jwks = RSA_JWKS.replace(r#""use": "sig""#, r#""use": "enc""#);
-        let spec = AuthSpec {
-            mode: AuthMode::Jwt,
-            bearer_token: None,
-            jwt: Some(JwtSpec {
-                issuer: "https://issuer".into(),
-                audience: "erlmcp".into(),
-                jwks: ValueSource {
-                    value: Some(jwks),
-                    ..Default::default()
-                },
-            }),
-        };
+        let spec = jwt_spec(jwks);
         let err = Auth::from_spec(&spec).err().expect("refused");
         assert_eq!(err.0, "mcp.auth.jwt.jwks");
     }
