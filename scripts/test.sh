@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# A run builds once from clean: incremental state would only cost disk (many GiB here).
+export CARGO_INCREMENTAL=0
+
 # Both local Kubernetes control planes (E2E_K8S=current and 1.20) build in the background from
 # the start, beside the steps that need no server; the end-to-end steps wait for them. A warm
 # cache returns at once. Without KUBECONFIG every end-to-end case runs on both, current first.
