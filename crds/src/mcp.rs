@@ -47,6 +47,9 @@ pub struct McpSpec {
     /// Request size and concurrency limits.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Bounds of MCP Tasks (long-running tool calls).
+    #[serde(default)]
+    pub tasks: TasksSpec,
 }
 
 /// Which client transports are enabled.
@@ -132,8 +135,64 @@ pub struct ToolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_free_form_object")]
     pub annotations: Option<serde_json::Value>,
+    /// Whether calls may run as MCP Tasks (a handle at once, the result fetched later):
+    /// `forbidden` (default), `optional` (a task when the client supports tasks, else a plain
+    /// call) or `required` (a client without task support gets an error). Meant for long
+    /// command and HTTP backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_support: Option<TaskSupport>,
     /// What runs when the tool is called.
     pub backend: ToolBackend,
+}
+
+/// Per-tool task support (the MCP Tasks extension's `execution.taskSupport`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskSupport {
+    #[default]
+    Forbidden,
+    Optional,
+    Required,
+}
+
+/// Bounds of the MCP Tasks a pod keeps (per client: the authenticated principal, or one
+/// shared bucket without authentication).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TasksSpec {
+    /// Most tasks one client may have stored at once (running or finished, until expiry).
+    /// Default 100.
+    #[serde(default = "default_max_tasks")]
+    #[schemars(range(min = 1))]
+    pub max_per_client: u32,
+    /// Largest task result kept, in bytes of JSON; a bigger result fails the task. Default 1 MiB.
+    #[serde(default = "default_max_task_result")]
+    #[schemars(range(min = 1024))]
+    pub max_result_bytes: u32,
+    /// How long a task (and its result) is kept from creation. Default 3600.
+    #[serde(default = "default_task_ttl")]
+    #[schemars(range(min = 1))]
+    pub ttl_seconds: u32,
+}
+
+impl Default for TasksSpec {
+    fn default() -> Self {
+        Self {
+            max_per_client: default_max_tasks(),
+            max_result_bytes: default_max_task_result(),
+            ttl_seconds: default_task_ttl(),
+        }
+    }
+}
+
+fn default_max_tasks() -> u32 {
+    100
+}
+fn default_max_task_result() -> u32 {
+    1 << 20
+}
+fn default_task_ttl() -> u32 {
+    3600
 }
 
 /// Exactly one backend runs a tool.

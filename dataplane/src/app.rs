@@ -91,7 +91,7 @@ pub fn build_state_with(
         Duration::from_secs(cfg.file.mcp.sessions.idle_timeout_seconds as u64),
         metrics.clone(),
     );
-    let core = Arc::new(Core::new(CoreParts {
+    let core = Core::shared(CoreParts {
         catalog,
         sessions,
         node,
@@ -102,7 +102,13 @@ pub fn build_state_with(
         page_size: cfg.page_size,
         authenticated: auth.enabled(),
         request_timeout: Duration::from_secs(cfg.file.mcp.limits.request_timeout_seconds as u64),
-    }));
+        task_limits: (&cfg.file.mcp.tasks).into(),
+        task_dir: cfg
+            .file
+            .session_dir
+            .as_ref()
+            .map(|d| std::path::Path::new(d).join("tasks")),
+    });
     Ok(Arc::new(AppState {
         core,
         limits: Limits::new(&cfg.file.mcp),

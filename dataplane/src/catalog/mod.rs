@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
+pub use erlmcp_crds::TaskSupport;
 use erlmcp_crds::{McpSpec, PromptSpec, ValueSource};
 use serde_json::{json, Map, Value};
 
@@ -38,6 +39,8 @@ pub struct ToolEntry {
     pub backend: Backend,
     /// `x-mcp-header` annotations: (property name, header suffix).
     pub header_params: Vec<(String, String)>,
+    /// Whether calls run as MCP Tasks.
+    pub task_support: TaskSupport,
 }
 
 /// How a tool served by a [`handler::ToolHandler`] is listed.
@@ -66,6 +69,29 @@ impl ToolEntry {
             validator: compile_schema(&d.input).ok(),
             header_params: header_params(&d.input),
             backend: Backend::Handler(handler),
+            task_support: TaskSupport::Forbidden,
+        }
+    }
+
+    /// The same tool with calls running as tasks as `ts` says (listed as `execution.taskSupport`).
+    pub fn with_task_support(mut self, ts: TaskSupport) -> Self {
+        self.task_support = ts;
+        set_execution(&mut self.def, ts);
+        self
+    }
+}
+
+fn set_execution(def: &mut Value, ts: TaskSupport) {
+    let Some(o) = def.as_object_mut() else { return };
+    match ts {
+        TaskSupport::Forbidden => {
+            o.remove("execution");
+        }
+        TaskSupport::Optional => {
+            o.insert("execution".into(), json!({"taskSupport": "optional"}));
+        }
+        TaskSupport::Required => {
+            o.insert("execution".into(), json!({"taskSupport": "required"}));
         }
     }
 }
@@ -249,7 +275,7 @@ impl Catalog {
                 ));
                 continue;
             };
-            let def = tool_def(
+            let mut def = tool_def(
                 &t.name,
                 t.title.as_deref(),
                 t.description.as_deref(),
@@ -257,6 +283,8 @@ impl Catalog {
                 t.output_schema.as_ref(),
                 t.annotations.as_ref(),
             );
+            let task_support = t.task_support.unwrap_or_default();
+            set_execution(&mut def, task_support);
             if c.tool_index.contains_key(&t.name) {
                 errs.push(err(
                     format!("{p}.name"),
@@ -270,6 +298,7 @@ impl Catalog {
                 def,
                 validator,
                 backend,
+                task_support,
             });
         }
         c.add_resource(ResourceEntry {
@@ -449,6 +478,26 @@ mod tests {
         let spec: McpSpec = serde_yaml::from_str("tools:\n  - name: bad\n    inputSchema: {type: object, properties: {a: {type: 12}}}\n    backend: {command: {command: [cat]}}\n").unwrap();
         let errs = Catalog::build(&spec).err().unwrap();
         assert_eq!(errs[0].field, "mcp.tools[0].inputSchema");
+    }
+
+    #[test]
+    fn declared_task_support_is_kept_and_listed() {
+        let spec: McpSpec = serde_yaml::from_str("tools:\n  - name: slow\n    taskSupport: required\n    backend: {command: {command: [sleep, '5']}}\n  - name: quick\n    backend: {command: {command: [cat]}}\n").unwrap();
+        let c = Catalog::build(&spec).unwrap();
+        let slow = c.tool("slow").unwrap();
+        assert_eq!(slow.task_support, TaskSupport::Required);
+        assert_eq!(slow.def["execution"]["taskSupport"], "required");
+        let quick = c.tool("quick").unwrap();
+        assert_eq!(quick.task_support, TaskSupport::Forbidden);
+        assert!(quick.def.get("execution").is_none());
+        let opt = registered("r").with_task_support(TaskSupport::Optional);
+        assert_eq!(opt.def["execution"]["taskSupport"], "optional");
+        assert!(registered("r")
+            .with_task_support(TaskSupport::Optional)
+            .with_task_support(TaskSupport::Forbidden)
+            .def
+            .get("execution")
+            .is_none());
     }
 
     struct Nothing;

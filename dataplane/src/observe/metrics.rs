@@ -59,6 +59,11 @@ pub struct Metrics {
     pub cluster_nodes: IntGauge,
     pub cluster_nodes_expected: IntGauge,
     pub rate_limited: IntCounter,
+    pub tasks_created: IntCounter,
+    pub tasks_running: IntGauge,
+    pub tasks_completed: IntCounter,
+    pub tasks_failed: IntCounter,
+    pub tasks_cancelled: IntCounter,
 }
 
 impl Default for Metrics {
@@ -182,6 +187,23 @@ impl Metrics {
             rate_limited: counter(
                 "erlmcp_rate_limited_total",
                 "Requests refused by the rate limiter",
+            ),
+            tasks_created: counter("erlmcp_tasks_created_total", "MCP Tasks created"),
+            tasks_running: gauge(
+                "erlmcp_tasks_running",
+                "MCP Tasks working or waiting for input",
+            ),
+            tasks_completed: counter(
+                "erlmcp_tasks_completed_total",
+                "MCP Tasks that completed (tool errors included)",
+            ),
+            tasks_failed: counter(
+                "erlmcp_tasks_failed_total",
+                "MCP Tasks that failed with a protocol error",
+            ),
+            tasks_cancelled: counter(
+                "erlmcp_tasks_cancelled_total",
+                "MCP Tasks cancelled by the client or expired while running",
             ),
             registry,
         };

@@ -56,9 +56,14 @@ pub fn initialize(
                 RpcError::internal("Too many sessions on this node; retry later").with_status(503)
             }
         })?;
+    let mut caps = capabilities();
+    if version == Legacy::V20251125 {
+        // The experimental tasks of 2025-11-25: tool calls as tasks, listed and cancelled.
+        caps["tasks"] = json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}});
+    }
     let mut result = json!({
         "protocolVersion": version.as_str(),
-        "capabilities": capabilities(),
+        "capabilities": caps,
         "serverInfo": core.server_info,
     });
     if let Some(i) = &core.instructions {
@@ -68,7 +73,9 @@ pub fn initialize(
 }
 
 pub fn discover(core: &Core) -> Value {
-    let mut r = json!({"supportedVersions": revision::ALL, "capabilities": capabilities()});
+    let mut caps = capabilities();
+    caps["extensions"] = json!({ crate::tasks::EXTENSION: {} });
+    let mut r = json!({"supportedVersions": revision::ALL, "capabilities": caps});
     if let Some(i) = &core.instructions {
         r["instructions"] = json!(i);
     }

@@ -8,6 +8,7 @@ pub mod pagination;
 pub mod prompts;
 pub mod resources;
 pub mod subscriptions;
+pub mod tasks;
 pub mod tools;
 
 // The vocabulary and the request context live below the catalog (its handlers use them);
@@ -15,8 +16,9 @@ pub mod tools;
 pub use crate::context;
 pub use crate::wire::{jsonrpc, mrtr, revision};
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,6 +29,7 @@ use crate::catalog::{handler, Catalog};
 use crate::node::{ClusterView, Lifecycle, NodeIdentity};
 use crate::observe::metrics::Metrics;
 use crate::session::SessionRegistry;
+use crate::tasks::{self as task_store, TaskStore};
 use context::{Ctx, Era};
 use jsonrpc::{Message, RpcError};
 
@@ -71,6 +74,10 @@ pub struct Core {
     pub instructions: Option<String>,
     /// `"resultType":"complete","_meta":{serverInfo}` as JSON members, pre-serialised.
     modern_members: Box<[u8]>,
+    /// MCP Tasks this node owns.
+    pub tasks: TaskStore,
+    /// This core itself, for task runners that outlive the request ([`Core::shared`]).
+    me: Weak<Core>,
 }
 
 /// A successful result on its way out. `modern_members`: the fixed modern members
@@ -93,13 +100,26 @@ pub struct CoreParts {
     pub page_size: usize,
     pub authenticated: bool,
     pub request_timeout: Duration,
+    pub task_limits: task_store::Limits,
+    /// Where finished tasks survive a restart (under the session volume).
+    pub task_dir: Option<PathBuf>,
 }
 
 impl Core {
+    /// The core behind an `Arc`, as servers hold it; task runners keep a handle to it.
+    pub fn shared(p: CoreParts) -> Arc<Self> {
+        let core = Self::new(p);
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            ..core
+        })
+    }
+
     pub fn new(p: CoreParts) -> Self {
         let server_info =
             json!({"name": "erlmcp", "title": "erlmcp", "version": env!("CARGO_PKG_VERSION")});
         let meta = json!({ revision::META_SERVER_INFO: server_info });
+        let tasks = TaskStore::new(p.task_limits.clone(), p.metrics.clone(), p.task_dir.clone());
         let modern_members = format!(r#""resultType":"complete","_meta":{meta}"#)
             .into_bytes()
             .into_boxed_slice();
@@ -120,6 +140,8 @@ impl Core {
             server_info,
             instructions: None,
             modern_members,
+            tasks,
+            me: Weak::new(),
         }
     }
 
@@ -204,6 +226,9 @@ impl Core {
             "logging/setLevel" if !modern => lifecycle::set_level(params, ctx),
             "resources/subscribe" if !modern => resources::subscribe(self, params, ctx, true),
             "resources/unsubscribe" if !modern => resources::subscribe(self, params, ctx, false),
+            m if m.starts_with("tasks/") && tasks::has_method(m, &ctx.era) => {
+                tasks::dispatch(self, m, params, ctx).await
+            }
             "initialize" if !modern => {
                 Err(RpcError::invalid_request("Session already initialized"))
             }
@@ -282,6 +307,7 @@ impl Core {
             "peers": peers,
             "clusterNodes": peers.iter().filter(|p| p.state == "up").count() + 1,
             "expectedNodes": self.cluster.expected_nodes(),
+            "tasks": self.tasks.summary(),
         })
     }
 }

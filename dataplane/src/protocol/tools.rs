@@ -65,6 +65,26 @@ pub async fn call(core: &Core, params: &Value, ctx: &Ctx) -> Result<Value, RpcEr
             )));
         }
     }
+    match super::tasks::mode(tool.task_support, params, &ctx.era)? {
+        super::tasks::Mode::Plain => run(core, name, args, params, ctx).await,
+        super::tasks::Mode::Task { ttl_ms } => {
+            super::tasks::call(core, name, args, params, ctx, ttl_ms).await
+        }
+    }
+}
+
+/// Call the tool's backend with arguments already validated.
+pub async fn run(
+    core: &Core,
+    name: &str,
+    args: &Value,
+    params: &Value,
+    ctx: &Ctx,
+) -> Result<Value, RpcError> {
+    let tool = core
+        .catalog
+        .tool(name)
+        .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
     let structured = ctx.era.has_structured_output();
     match &tool.backend {
         Backend::Handler(h) => {

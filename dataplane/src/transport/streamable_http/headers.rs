@@ -79,6 +79,8 @@ pub fn check_headers(headers: &HeaderMap, msg: &Message, core: &Core) -> Result<
     let name_key = match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
+        // The Tasks extension routes on the task id (SEP-2663).
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
         _ => None,
     };
     if let Some(key) = name_key {

@@ -15,6 +15,7 @@ mod headers;
 mod legacy;
 mod modern;
 mod stream;
+mod task_route;
 
 use std::net::SocketAddr;
 

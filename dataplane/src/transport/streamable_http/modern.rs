@@ -68,6 +68,9 @@ pub(super) async fn post(
     if msg.method() == "subscriptions/listen" {
         return listen(st, id, &msg);
     }
+    if let Some(r) = super::task_route::forward(st, headers, &msg).await {
+        return r;
+    }
     let ctx = Ctx {
         era: Era::Modern(Arc::new(meta)),
         out: Outbound::none(),
