@@ -8,6 +8,7 @@
 mod ask;
 mod mrtr;
 mod prompts;
+mod tasks;
 mod tools;
 
 use std::collections::HashMap;
@@ -123,6 +124,7 @@ pub fn register(c: &mut Catalog) {
     for (n, d) in simple {
         c.add_tool(tool(n, d, no_args()));
     }
+    tasks::register(c);
     c.add_tool(tool("test_sampling", "Asks the client's LLM", json!({"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]})));
     c.add_tool(tool("test_elicitation", "Asks the user", json!({"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]})));
     c.add_tool(tool(

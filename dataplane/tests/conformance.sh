@@ -3,7 +3,8 @@
 # Node 22) against `erlmcp-conformance serve --config config/conformance.yaml` (the erlmcp server
 # with the suite's fixtures registered; crate erlmcp-conformance), for both
 # requirement sets (2025-11-25 and 2026-07-28), with an empty expected-failures list. Fails if a
-# tool is missing (never skips) or any scored scenario fails.
+# tool is missing (never skips), any scored scenario fails, or any Tasks scenario (run but not
+# scored yet: the io.modelcontextprotocol/tasks extension) fails or did not run at all.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -27,7 +28,21 @@ for req in 2025-11-25 2026-07-28; do
     echo "FAIL $req (full log: $OUT/$req.log)"
     status=1
   fi
-  # Not-scored scenarios (extensions, pending) are reported but do not fail the run.
+  # Not-scored scenarios (extensions, pending) are reported; among them the Tasks ones must
+  # all pass, and there must be some (a suite that stopped running them would hide a regression).
   sed -n '/Not scored/,$p' "$OUT/$req.log"
+  tasks_run=$(sed -n '/Not scored/,$p' "$OUT/$req.log" | grep -cE '^[[:space:]]+[✓✗] tasks-' || true)
+  tasks_failed=$(sed -n '/Not scored/,$p' "$OUT/$req.log" | grep -E '^[[:space:]]+✗ tasks-' || true)
+  # The Tasks scenarios are the 2026-07-28 extension's; the 2025-11-25 set runs none today.
+  if [[ "$req" == 2026-07-28 && "$tasks_run" -eq 0 ]]; then
+    echo "FAIL $req: no Tasks scenario ran"
+    status=1
+  elif [[ -n "$tasks_failed" ]]; then
+    echo "FAIL $req: Tasks scenarios failing:"
+    echo "$tasks_failed"
+    status=1
+  else
+    echo "PASS $req: all $tasks_run Tasks scenarios run"
+  fi
 done
 exit $status
