@@ -65,6 +65,9 @@ bash dataplane/tests/conformance.sh
 step "official MCP Python SDK as a client"
 bash dataplane/tests/sdk_client.sh
 
+step "official MCP TypeScript SDK as a client: task-augmented tool calls (MCP Tasks)"
+bash dataplane/tests/sdk_ts_tasks.sh
+
 if [ -n "${KUBECONFIG:-}" ]; then
   step "end-to-end suites on KUBECONFIG=$KUBECONFIG, pods run by the pod runner unless it has nodes"
   cargo test -p erlmcp-e2e
