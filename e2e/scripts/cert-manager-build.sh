@@ -32,14 +32,13 @@ command -v go >/dev/null 2>&1 ||
   die "Go not found on PATH: cert-manager $CERT_MANAGER_VERSION is built from its Go module (needs go >= $(awk '$1 == "go" {print $2}' "$MOD_DIR/go.mod"))"
 
 if [[ ${1:-} == --update-modules ]]; then
-  sed -i -E "s|^require $MODULE .*|require $MODULE $CERT_MANAGER_VERSION|" "$MOD_DIR/go.mod"
-  rm -f "$MOD_DIR/go.sum"
-  (cd "$MOD_DIR" && GOFLAGS='' go mod tidy) || die "go mod tidy in $MOD_DIR failed"
+  (cd "$MOD_DIR" && GOFLAGS='' go mod edit -require="$MODULE@$CERT_MANAGER_VERSION" && GOFLAGS='' go mod tidy) ||
+    die "go mod edit/tidy in $MOD_DIR failed"
   log "updated; commit e2e/cert-manager/{go.mod,go.sum}"
   exit 0
 fi
 [[ $# -eq 0 ]] || die "usage: $0 [--update-modules]"
-grep -Eq "^require $MODULE $CERT_MANAGER_VERSION\$" "$MOD_DIR/go.mod" ||
+grep -Eq "^(require)?[[:space:]]*$MODULE $CERT_MANAGER_VERSION( |\$)" "$MOD_DIR/go.mod" ||
   die "e2e/cert-manager/go.mod does not require $MODULE $CERT_MANAGER_VERSION (versions.env): run $0 --update-modules"
 
 # Valid for exactly these sources: editing main.go, go.mod or go.sum rebuilds.
