@@ -10,10 +10,12 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # A run builds once from clean: incremental state would only cost disk (many GiB here).
 export CARGO_INCREMENTAL=0
 
-# Both local Kubernetes control planes (E2E_K8S=current and 1.20) build in the background from
-# the start, beside the steps that need no server; the end-to-end steps wait for them. A warm
-# cache returns at once. Without KUBECONFIG every end-to-end case runs on both, current first.
+# Both local Kubernetes control planes (E2E_K8S=current and 1.20) and cert-manager's controller
+# (the cert-manager case) build in the background from the start, beside the steps that need no
+# server; the end-to-end steps wait for them. A warm cache returns at once. Without KUBECONFIG
+# every end-to-end case runs on both planes, current first (the cert-manager case: current only).
 PLANES=(current 1.20)
+BUILDS=(current 1.20 cert-manager)
 BUILD_LOG=target/k8s-build
 BUILD_PIDS=()
 if [ -z "${KUBECONFIG:-}" ]; then
@@ -23,6 +25,8 @@ if [ -z "${KUBECONFIG:-}" ]; then
   BUILD_PIDS+=($!)
   setsid bash e2e/scripts/k8s-build.sh >"$BUILD_LOG/1.20.log" 2>&1 &
   BUILD_PIDS+=($!)
+  setsid bash e2e/scripts/cert-manager-build.sh >"$BUILD_LOG/cert-manager.log" 2>&1 &
+  BUILD_PIDS+=($!)
   trap 'for p in "${BUILD_PIDS[@]}"; do kill -- "-$p" 2>/dev/null || true; done' EXIT
 fi
 wait_planes() {
@@ -30,8 +34,8 @@ wait_planes() {
   for i in "${!BUILD_PIDS[@]}"; do
     if ! wait "${BUILD_PIDS[$i]}"; then
       rc=1
-      printf 'control plane %s failed to build; tail of %s:\n' "${PLANES[$i]}" "$BUILD_LOG/${PLANES[$i]}.log" >&2
-      tail -n 30 "$BUILD_LOG/${PLANES[$i]}.log" >&2
+      printf '%s failed to build; tail of %s:\n' "${BUILDS[$i]}" "$BUILD_LOG/${BUILDS[$i]}.log" >&2
+      tail -n 30 "$BUILD_LOG/${BUILDS[$i]}.log" >&2
     fi
   done
   BUILD_PIDS=()
@@ -76,11 +80,24 @@ if [ -n "${KUBECONFIG:-}" ]; then
   exit 0
 fi
 
-step "local control planes (${PLANES[*]}): built from Go modules / Debian's source, cached under ~/.cache/erlmcp-k8s"
+# The e2e test targets for a plane: all of e2e/tests/*.rs, except on 1.20 the cert-manager case
+# (cert-manager v1.21 supports Kubernetes 1.32+, versions.env; on an older server the case
+# fails, it never skips). Listed, not filtered by name, so a new suite runs on both by default.
+e2e_suites() {
+  local f name
+  printf -- '--lib --bins '
+  for f in e2e/tests/*.rs; do
+    name=$(basename "$f" .rs)
+    [[ $1 == 1.20 && $name == cert_manager ]] && continue
+    printf -- '--test %s ' "$name"
+  done
+}
+
+step "local control planes (${PLANES[*]}) and cert-manager: built from Go modules / Debian's source, cached under ~/.cache/erlmcp-k8s"
 wait_planes
 for plane in "${PLANES[@]}"; do
   step "end-to-end suites on the local Kubernetes $plane control plane, pods run by the pod runner"
-  E2E_K8S=$plane cargo test -p erlmcp-e2e
+  E2E_K8S=$plane cargo test -p erlmcp-e2e $(e2e_suites "$plane")
 
   step "Helm chart on Kubernetes $plane: install, a sample becomes Ready, uninstall leaves nothing"
   E2E_K8S=$plane bash charts/erlmcp-operator/tests/install.sh

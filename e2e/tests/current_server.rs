@@ -574,3 +574,126 @@ async fn operator_writes_hpa_and_pdb_in_the_newest_served_version() -> Result<()
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// status.members: one field manager per pod
+// ---------------------------------------------------------------------------------------------
+
+/// Servers from 1.21 keep list-map semantics for our CRD under server-side apply; the pods
+/// read-modify-write the list before (dataplane/src/cluster/status.rs, `write_mode`).
+const MEMBERS_APPLY_SINCE_MINOR: u32 = 21;
+
+/// The `managedFields` entries that own status fields, by manager (servers before 1.22 do not
+/// name the subresource).
+fn status_managers(obj: &Value) -> Vec<(String, Value)> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["subresource"] == "status" || m["fieldsV1"]["f:status"].is_object())
+        .map(|m| (m["manager"].as_str().unwrap_or("").to_string(), m.clone()))
+        .collect()
+}
+
+/// The list-map keys (`k:{"name":"..."}`) of `status.members` a managedFields entry owns.
+fn owned_member_keys(entry: &Value) -> BTreeSet<String> {
+    entry["fieldsV1"]["f:status"]["f:members"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| k.strip_prefix("k:"))
+        .filter_map(|k| serde_json::from_str::<Value>(k).ok())
+        .filter_map(|k| k["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn owned_member_keys_reads_list_map_keys() {
+    let entry = json!({"fieldsV1": {"f:status": {"f:members": {
+        "k:{\"name\":\"a-0\"}": {".": {}, "f:ready": {}},
+        "k:{\"name\":\"a-1\"}": {".": {}},
+        ".": {}
+    }}}});
+    let want: BTreeSet<String> = ["a-0", "a-1"].into_iter().map(String::from).collect();
+    assert_eq!(owned_member_keys(&entry), want);
+    assert!(owned_member_keys(&json!({"fieldsV1": {"f:status": {"f:phase": {}}}})).is_empty());
+}
+
+/// Three pods write `status.members`: on a current server each pod's field manager
+/// (`erlmcp-member-<pod>`) applies and owns exactly its own entry, and the operator's status
+/// manager owns none; on 1.20 the pods update the whole list (read-modify-write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_pod_field_manager_owns_only_its_members_entry() -> Result<()> {
+    let env = TestEnv::get();
+    env.install_crd()?;
+    let ns = env.namespace("members").await?;
+    let minor = server_minor(env).await?;
+    let applies = minor >= MEMBERS_APPLY_SINCE_MINOR;
+    let _op = Operator::start(env, &ns.name)?;
+    let sample = basic_sample(env, "owned")?;
+    env.apply(&ns.name, &serde_json::to_string(&sample)?)
+        .await?;
+    let pods: BTreeSet<String> = (0..3).map(|i| format!("owned-{i}")).collect();
+
+    let obj = env
+        .wait_for(
+            "three members, each written by its own pod",
+            Duration::from_secs(180),
+            Some(&ns.name),
+            || async {
+                let out = env.kubectl(&[
+                    "get",
+                    "-n",
+                    &ns.name,
+                    "erlmcpcluster",
+                    "owned",
+                    "-o",
+                    "json",
+                    "--show-managed-fields",
+                ])?;
+                let obj: Value = serde_json::from_str(&out)?;
+                let members: BTreeSet<String> = obj["status"]["members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m["name"].as_str().map(str::to_string))
+                    .collect();
+                let managers: BTreeSet<String> =
+                    status_managers(&obj).into_iter().map(|(m, _)| m).collect();
+                let all_wrote = pods
+                    .iter()
+                    .all(|p| managers.contains(&format!("erlmcp-member-{p}")));
+                Ok((members == pods && all_wrote).then_some(obj))
+            },
+        )
+        .await?;
+
+    for (manager, entry) in status_managers(&obj) {
+        let owned = owned_member_keys(&entry);
+        match manager.strip_prefix("erlmcp-member-") {
+            Some(pod) if applies => {
+                ensure!(
+                    entry["operation"] == "Apply",
+                    "server 1.{minor}: {manager} wrote with {}, not Apply",
+                    entry["operation"]
+                );
+                ensure!(
+                    owned == BTreeSet::from([pod.to_string()]),
+                    "server 1.{minor}: {manager} owns members {owned:?}, want only {pod}"
+                );
+            }
+            Some(_) => ensure!(
+                entry["operation"] == "Update",
+                "server 1.{minor}: {manager} wrote with {}, want Update (read-modify-write)",
+                entry["operation"]
+            ),
+            // The operator writes the rest of the status, never a member entry.
+            None if applies => ensure!(
+                owned.is_empty(),
+                "server 1.{minor}: {manager} owns members {owned:?}"
+            ),
+            None => {}
+        }
+    }
+    Ok(())
+}
