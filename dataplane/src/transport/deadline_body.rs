@@ -20,7 +20,10 @@ pub struct BodyTimedOut(pub Duration);
 pub struct DeadlineBody<B> {
     inner: B,
     limit: Duration,
-    deadline: Pin<Box<Sleep>>,
+    started: Instant,
+    /// Armed only when the body first has to wait: a body already received (most are) costs
+    /// no timer.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> DeadlineBody<B> {
@@ -29,7 +32,8 @@ impl<B> DeadlineBody<B> {
         Self {
             inner,
             limit,
-            deadline: Box::pin(tokio::time::sleep_until(Instant::now() + limit)),
+            started: Instant::now(),
+            deadline: None,
         }
     }
 }
@@ -50,7 +54,11 @@ where
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
         }
-        match this.deadline.as_mut().poll(cx) {
+        let (started, limit) = (this.started, this.limit);
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(started + limit)));
+        match deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.limit))))),
             Poll::Pending => Poll::Pending,
         }
