@@ -412,6 +412,11 @@ pub struct SessionsSpec {
     #[serde(default = "default_idle_timeout")]
     #[schemars(range(min = 1))]
     pub idle_timeout_seconds: u32,
+    /// Most sessions open at once from one client address, so one client cannot take the whole
+    /// table; beyond it `initialize` gets HTTP 503. Default 1000.
+    #[serde(default = "default_max_sessions_per_client")]
+    #[schemars(range(min = 1))]
+    pub max_sessions_per_client: u32,
 }
 
 impl Default for SessionsSpec {
@@ -419,6 +424,7 @@ impl Default for SessionsSpec {
         Self {
             max_sessions: default_max_sessions(),
             idle_timeout_seconds: default_idle_timeout(),
+            max_sessions_per_client: default_max_sessions_per_client(),
         }
     }
 }
@@ -518,6 +524,39 @@ pub struct LimitsSpec {
     #[serde(default = "default_request_timeout")]
     #[schemars(range(min = 1))]
     pub request_timeout_seconds: u32,
+    /// Time a client has to send a request's headers, in seconds (slowloris). Default 10.
+    #[serde(default = "default_header_read_timeout")]
+    #[schemars(range(min = 1))]
+    pub header_read_timeout_seconds: u32,
+    /// Time a client has to send a whole request body, in seconds; a slower body is cut and its
+    /// connection slot freed. Default 30.
+    #[serde(default = "default_body_read_timeout")]
+    #[schemars(range(min = 1))]
+    pub body_read_timeout_seconds: u32,
+    /// Time a write to a client may wait on a client that does not read before the connection is
+    /// closed, in seconds. Default 10.
+    #[serde(default = "default_write_timeout")]
+    #[schemars(range(min = 1))]
+    pub write_timeout_seconds: u32,
+    /// A WebSocket, TCP or HTTP keep-alive connection with no incoming message for this long is
+    /// closed, in seconds. Default 300.
+    #[serde(default = "default_connection_idle_timeout")]
+    #[schemars(range(min = 1))]
+    pub connection_idle_timeout_seconds: u32,
+    /// Requests one connection (WebSocket, TCP, stdio, legacy SSE) may have in flight; the server
+    /// stops reading it at the cap. Default 64.
+    #[serde(default = "default_max_in_flight_per_connection")]
+    #[schemars(range(min = 1))]
+    pub max_in_flight_per_connection: u32,
+    /// HTTP/2 streams one connection may have open at once. Default 100.
+    #[serde(default = "default_http2_max_concurrent_streams")]
+    #[schemars(range(min = 1))]
+    pub http2_max_concurrent_streams: u32,
+    /// Interval of HTTP/2 keep-alive pings, in seconds; a connection that does not answer one
+    /// within the same interval is closed. Default 30.
+    #[serde(default = "default_http2_keep_alive")]
+    #[schemars(range(min = 1))]
+    pub http2_keep_alive_seconds: u32,
 }
 
 impl Default for LimitsSpec {
@@ -527,6 +566,13 @@ impl Default for LimitsSpec {
             max_concurrent_requests: default_max_concurrent(),
             max_connections: default_max_connections(),
             request_timeout_seconds: default_request_timeout(),
+            header_read_timeout_seconds: default_header_read_timeout(),
+            body_read_timeout_seconds: default_body_read_timeout(),
+            write_timeout_seconds: default_write_timeout(),
+            connection_idle_timeout_seconds: default_connection_idle_timeout(),
+            max_in_flight_per_connection: default_max_in_flight_per_connection(),
+            http2_max_concurrent_streams: default_http2_max_concurrent_streams(),
+            http2_keep_alive_seconds: default_http2_keep_alive(),
         }
     }
 }
@@ -581,4 +627,28 @@ fn default_max_connections() -> u32 {
 }
 fn default_request_timeout() -> u32 {
     60
+}
+fn default_max_sessions_per_client() -> u32 {
+    1000
+}
+fn default_header_read_timeout() -> u32 {
+    10
+}
+fn default_body_read_timeout() -> u32 {
+    30
+}
+fn default_write_timeout() -> u32 {
+    10
+}
+fn default_connection_idle_timeout() -> u32 {
+    300
+}
+fn default_max_in_flight_per_connection() -> u32 {
+    64
+}
+fn default_http2_max_concurrent_streams() -> u32 {
+    100
+}
+fn default_http2_keep_alive() -> u32 {
+    30
 }

@@ -458,6 +458,46 @@ fn validate_limits(mcp: &McpSpec, base: &str, errs: &mut Errors) {
             "limits.requestTimeoutSeconds",
             1,
         ),
+        (
+            u64::from(s.max_sessions_per_client),
+            "sessions.maxSessionsPerClient",
+            1,
+        ),
+        (
+            u64::from(l.header_read_timeout_seconds),
+            "limits.headerReadTimeoutSeconds",
+            1,
+        ),
+        (
+            u64::from(l.body_read_timeout_seconds),
+            "limits.bodyReadTimeoutSeconds",
+            1,
+        ),
+        (
+            u64::from(l.write_timeout_seconds),
+            "limits.writeTimeoutSeconds",
+            1,
+        ),
+        (
+            u64::from(l.connection_idle_timeout_seconds),
+            "limits.connectionIdleTimeoutSeconds",
+            1,
+        ),
+        (
+            u64::from(l.max_in_flight_per_connection),
+            "limits.maxInFlightPerConnection",
+            1,
+        ),
+        (
+            u64::from(l.http2_max_concurrent_streams),
+            "limits.http2MaxConcurrentStreams",
+            1,
+        ),
+        (
+            u64::from(l.http2_keep_alive_seconds),
+            "limits.http2KeepAliveSeconds",
+            1,
+        ),
     ] {
         at_least(value, min, &format!("{base}.{field}"), errs);
     }

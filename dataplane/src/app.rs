@@ -19,14 +19,15 @@ use tower::ServiceExt;
 use crate::auth::Auth;
 use crate::catalog::{Catalog, Register};
 use crate::config::{ConfigError, ConfigErrors, RuntimeConfig};
-use crate::limits::Limits;
+use crate::limits::{Limits, SlowClient};
 use crate::node::{ClusterView, Lifecycle, NodeIdentity};
 use crate::observe::metrics::Metrics;
 use crate::protocol::{Core, CoreParts};
 use crate::resource_metadata;
 use crate::session::SessionRegistry;
+use crate::transport::deadline_body::DeadlineBody;
 use crate::transport::{
-    self, health, legacy_sse, streamable_http, tcp, websocket, AppState, Shared,
+    self, health, legacy_sse, streamable_http, tcp, websocket, AppState, ConnSlot, Shared,
 };
 
 /// Listeners bound up front.
@@ -90,7 +91,8 @@ pub fn build_state_with(
         cfg.file.mcp.sessions.max_sessions as usize,
         Duration::from_secs(cfg.file.mcp.sessions.idle_timeout_seconds as u64),
         metrics.clone(),
-    );
+    )
+    .with_max_per_client(cfg.file.mcp.sessions.max_sessions_per_client as usize);
     let core = Core::shared(CoreParts {
         catalog,
         sessions,
@@ -172,22 +174,31 @@ fn tls_acceptor(cfg: &RuntimeConfig) -> anyhow::Result<Option<tokio_rustls::TlsA
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(sc))))
 }
 
-/// Serve HTTP (optionally TLS) with a connection cap, keep-alive, and graceful shutdown.
+/// Serve HTTP (optionally TLS) with a connection cap, keep-alive, slow-client bounds and
+/// graceful shutdown.
 pub async fn serve_http(
     listener: TcpListener,
     router: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
     conns: Option<Arc<tokio::sync::Semaphore>>,
+    slow: SlowClient,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
+    // hyper's header timer also runs while an HTTP/1 keep-alive connection waits idle.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(slow.header_read)
         .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(slow.http2_max_streams)
+        .keep_alive_interval(slow.http2_keep_alive)
+        .keep_alive_timeout(slow.http2_keep_alive);
     let builder = Arc::new(builder);
     tokio::pin!(stop);
     loop {
@@ -213,31 +224,52 @@ pub async fn serve_http(
             None => None,
         };
         let _ = sock.set_nodelay(true);
+        // The slot travels with the connection; a WebSocket upgrade takes it along.
+        let slot = ConnSlot::new(permit);
+        let first_request = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let router = router.clone();
-        let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        let seen = first_request.clone();
+        let svc_slot = slot.clone();
+        let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            let mut req = req.map(|b| DeadlineBody::new(b, slow.body_read));
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
+            req.extensions_mut().insert(svc_slot.clone());
             router.clone().oneshot(req)
         });
         let builder = builder.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _permit = permit;
-            match tls {
-                None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
+            let _slot = slot;
+            // hyper's header timer starts only once it knows the protocol: a client that sends
+            // nothing, or stalls inside the TLS handshake or the HTTP/2 preface, is cut here.
+            let stalled = async {
+                tokio::time::sleep(slow.header_read).await;
+                if first_request.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::future::pending::<()>().await;
                 }
-                Some(acc) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await
-                    else {
-                        return;
-                    };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
+            };
+            let serve = async {
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(sock), svc);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
+                    Some(acc) => {
+                        let Ok(stream) = acc.accept(sock).await else {
+                            return;
+                        };
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
                 }
+            };
+            tokio::select! {
+                _ = serve => {}
+                _ = stalled => tracing::debug!(%peer, "no request head in time; closing"),
             }
         });
     }
@@ -262,23 +294,8 @@ impl Running {
         let core = self.state.core.clone();
         core.lifecycle.begin_drain();
         tracing::info!("draining");
-        let max = core.sessions.len();
-        let _ = max;
-        let sem = self.state.limits.in_flight.clone();
-        let total = sem.available_permits();
-        let deadline = tokio::time::Instant::now() + grace;
         // Requests hold permits; wait until every permit is back or the grace period ends.
-        while tokio::time::Instant::now() < deadline {
-            if sem.available_permits() >= total
-                && core.connections.load(std::sync::atomic::Ordering::Relaxed) <= 0
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if sem.available_permits() >= total {
-                break;
-            }
-        }
+        transport::admin::wait_idle(&self.state, grace).await;
         self.stop.send_replace(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(grace, t).await;
@@ -326,6 +343,7 @@ pub async fn start_with(
         mcp_router(state.clone(), &cfg),
         tls,
         Some(state.limits.connections.clone()),
+        state.limits.slow,
         stopper(),
         grace,
     )));
@@ -334,6 +352,7 @@ pub async fn start_with(
         health::health_router(state.core.clone()),
         None,
         None,
+        SlowClient::default(),
         stopper(),
         grace,
     )));
@@ -342,6 +361,7 @@ pub async fn start_with(
         health::metrics_router(state.core.clone()),
         None,
         None,
+        SlowClient::default(),
         stopper(),
         grace,
     )));

@@ -1,4 +1,4 @@
-//! `erlmcp serve | healthcheck | version`: the command line of the `erlmcp` binary, and of any
+//! `erlmcp serve | healthcheck | drain | version`: the command line of the `erlmcp` binary, and of any
 //! binary that serves the same server with extra catalog entries (the conformance server).
 
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::catalog::Register;
-use crate::transport::health;
+use crate::transport::{admin, health};
 use crate::{app, cluster, config, node, observe};
 
 #[derive(Parser)]
@@ -31,6 +31,17 @@ enum Cmd {
         /// Seconds to drain in-flight work on SIGTERM.
         #[arg(long, env = "ERLMCP_DRAIN_SECONDS", default_value_t = 20)]
         drain_seconds: u64,
+        /// Port of the admin listener (`erlmcp drain`), on 127.0.0.1 only.
+        #[arg(long, env = "ERLMCP_ADMIN_PORT", default_value_t = admin::DEFAULT_PORT)]
+        admin_port: u16,
+    },
+    /// Drain the local server (for an exec preStop hook): not ready, peers told, no new
+    /// sessions, in-flight requests finished (at most --timeout-seconds). Exit 0 when drained.
+    Drain {
+        #[arg(long, env = "ERLMCP_ADMIN_PORT", default_value_t = admin::DEFAULT_PORT)]
+        port: u16,
+        #[arg(long, default_value_t = 20)]
+        timeout_seconds: u64,
     },
     /// Exit 0 if the local node is healthy (or ready, with --ready), 1 otherwise.
     Healthcheck {
@@ -56,6 +67,7 @@ pub fn run(register: Option<Register>) -> i32 {
             config: None,
             stdio: false,
             drain_seconds: 20,
+            admin_port: admin::DEFAULT_PORT,
         }) {
             Cmd::Version => {
                 println!("erlmcp {}", env!("CARGO_PKG_VERSION"));
@@ -74,11 +86,28 @@ pub fn run(register: Option<Register>) -> i32 {
                     1
                 }
             },
+            Cmd::Drain {
+                port,
+                timeout_seconds,
+            } => match admin::request_drain(port, Duration::from_secs(timeout_seconds)).await {
+                Ok(v) => {
+                    println!("{v}");
+                    i32::from(v["status"] != "drained")
+                }
+                Err(e) => {
+                    eprintln!("drain: {e}");
+                    1
+                }
+            },
             Cmd::Serve {
                 config,
                 stdio,
                 drain_seconds,
-            } => serve(config, stdio, Duration::from_secs(drain_seconds), register).await,
+                admin_port,
+            } => {
+                let drain = Duration::from_secs(drain_seconds);
+                serve(config, stdio, drain, admin_port, register).await
+            }
         }
     });
     code
@@ -88,6 +117,7 @@ async fn serve(
     path: Option<PathBuf>,
     stdio: bool,
     drain: Duration,
+    admin_port: u16,
     register: Option<Register>,
 ) -> i32 {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -159,6 +189,7 @@ async fn serve(
             return 2;
         }
     };
+    serve_admin(&running, admin_port).await;
     if let (Some(n), Some(l)) = (&peers, peer_listener) {
         n.start(
             l,
@@ -178,6 +209,28 @@ async fn serve(
         n.stop();
     }
     0
+}
+
+/// The loopback-only admin listener. Not fatal when its port is taken (several servers on one
+/// host, as in tests): `erlmcp drain` then fails loudly instead.
+async fn serve_admin(running: &app::Running, port: u16) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            tokio::spawn(app::serve_http(
+                l,
+                admin::router(running.state.clone()),
+                None,
+                None,
+                crate::limits::SlowClient::default(),
+                std::future::pending::<()>(),
+                Duration::from_secs(1),
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "admin listener not started; erlmcp drain is unavailable")
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -578,7 +578,7 @@ mod tests {
     #[test]
     fn zero_limits_and_timeouts_are_refused_with_their_field() {
         let file = parse_file(
-            "mcp:\n  limits: {maxConnections: 0, maxConcurrentRequests: 0, maxRequestBytes: 0, requestTimeoutSeconds: 0}\n  sessions: {maxSessions: 0, idleTimeoutSeconds: 0}\n  rateLimit: {enabled: true, requestsPerSecond: 0, burst: 0}\n  tools:\n    - name: slow\n      backend: {command: {command: [cat], timeoutSeconds: 0, maxOutputBytes: 0}}\ncluster:\n  discovery: {mode: dns, name: peers, intervalSeconds: 0}\n",
+            "mcp:\n  limits: {maxConnections: 0, maxConcurrentRequests: 0, maxRequestBytes: 0, requestTimeoutSeconds: 0, headerReadTimeoutSeconds: 0, bodyReadTimeoutSeconds: 0, writeTimeoutSeconds: 0, connectionIdleTimeoutSeconds: 0, maxInFlightPerConnection: 0, http2MaxConcurrentStreams: 0, http2KeepAliveSeconds: 0}\n  sessions: {maxSessions: 0, idleTimeoutSeconds: 0, maxSessionsPerClient: 0}\n  rateLimit: {enabled: true, requestsPerSecond: 0, burst: 0}\n  tools:\n    - name: slow\n      backend: {command: {command: [cat], timeoutSeconds: 0, maxOutputBytes: 0}}\ncluster:\n  discovery: {mode: dns, name: peers, intervalSeconds: 0}\n",
         )
         .unwrap();
         let errs = from_parts(file, &env(&[])).unwrap_err();
@@ -590,6 +590,14 @@ mod tests {
             "mcp.limits.requestTimeoutSeconds",
             "mcp.sessions.maxSessions",
             "mcp.sessions.idleTimeoutSeconds",
+            "mcp.sessions.maxSessionsPerClient",
+            "mcp.limits.headerReadTimeoutSeconds",
+            "mcp.limits.bodyReadTimeoutSeconds",
+            "mcp.limits.writeTimeoutSeconds",
+            "mcp.limits.connectionIdleTimeoutSeconds",
+            "mcp.limits.maxInFlightPerConnection",
+            "mcp.limits.http2MaxConcurrentStreams",
+            "mcp.limits.http2KeepAliveSeconds",
             "mcp.rateLimit.requestsPerSecond",
             "mcp.rateLimit.burst",
             "mcp.tools[0].backend.command.timeoutSeconds",
@@ -598,7 +606,7 @@ mod tests {
         ] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
         }
-        assert_eq!(fields.len(), 11, "{errs}");
+        assert_eq!(fields.len(), 19, "{errs}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod context;
+pub mod init;
 pub mod limits;
 pub mod node;
 pub mod observe;

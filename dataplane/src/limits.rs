@@ -9,7 +9,8 @@ use dashmap::DashMap;
 use erlmcp_crds::McpSpec;
 use tokio::sync::Semaphore;
 
-/// How long a queued SSE/message write may wait on a slow client before it is cut off.
+/// How long a queued SSE/message write may wait on a slow client before it is cut off, where
+/// no configured value reaches (the default of `limits.writeTimeoutSeconds`).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Bucket {
@@ -109,8 +110,48 @@ pub struct Limits {
     pub rate: RateLimiter,
     pub origin: OriginPolicy,
     pub in_flight: Arc<Semaphore>,
+    /// The size of `in_flight` (what is running is the difference to its free permits).
+    pub max_in_flight: usize,
     pub connections: Arc<Semaphore>,
     pub max_body: usize,
+    /// Requests one message-stream connection may have in flight before it is no longer read.
+    pub per_connection: usize,
+    pub slow: SlowClient,
+}
+
+/// Time bounds against clients that are slow on purpose (slowloris) or stop reading.
+#[derive(Clone, Copy, Debug)]
+pub struct SlowClient {
+    /// Until a connection's next request head is complete (also bounds idle HTTP/1 keep-alive).
+    pub header_read: Duration,
+    /// Until a request body is complete.
+    pub body_read: Duration,
+    /// A write may wait this long on a client that does not read.
+    pub write: Duration,
+    /// A message-stream connection with no incoming message for this long is closed.
+    pub idle: Duration,
+    pub http2_max_streams: u32,
+    pub http2_keep_alive: Duration,
+}
+
+impl SlowClient {
+    pub fn new(l: &erlmcp_crds::LimitsSpec) -> Self {
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        Self {
+            header_read: secs(l.header_read_timeout_seconds),
+            body_read: secs(l.body_read_timeout_seconds),
+            write: secs(l.write_timeout_seconds),
+            idle: secs(l.connection_idle_timeout_seconds),
+            http2_max_streams: l.http2_max_concurrent_streams,
+            http2_keep_alive: secs(l.http2_keep_alive_seconds),
+        }
+    }
+}
+
+impl Default for SlowClient {
+    fn default() -> Self {
+        Self::new(&erlmcp_crds::LimitsSpec::default())
+    }
 }
 
 impl Limits {
@@ -123,8 +164,11 @@ impl Limits {
             ),
             origin: OriginPolicy::new(&mcp.allowed_origins),
             in_flight: Arc::new(Semaphore::new(mcp.limits.max_concurrent_requests as usize)),
+            max_in_flight: mcp.limits.max_concurrent_requests as usize,
             connections: Arc::new(Semaphore::new(mcp.limits.max_connections as usize)),
             max_body: mcp.limits.max_request_bytes as usize,
+            per_connection: mcp.limits.max_in_flight_per_connection as usize,
+            slow: SlowClient::new(&mcp.limits),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! global lock on the request path.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,9 +48,27 @@ pub struct Session {
     last_seen_ms: AtomicU64,
     epoch: Instant,
     closed: watch::Sender<bool>,
+    /// Who opened it, once the transport has claimed it ([`SessionRegistry::claim`]).
+    owner: std::sync::OnceLock<Owner>,
+}
+
+/// Who opened a session: the authenticated principal it answers to, and the client address
+/// whose session count it adds to.
+#[derive(Debug, Clone, Default)]
+pub struct Owner {
+    pub principal: Option<Arc<str>>,
+    pub client: Option<IpAddr>,
 }
 
 impl Session {
+    /// Whether a request authenticated as `principal` may use this session. A session no
+    /// transport claimed (restored from the session volume) answers to anyone.
+    pub fn answers_to(&self, principal: Option<&str>) -> bool {
+        self.owner
+            .get()
+            .is_none_or(|o| o.principal.as_deref() == principal)
+    }
+
     pub fn touch(&self) {
         self.last_seen_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -242,6 +261,31 @@ pub enum CreateError {
     TooMany,
 }
 
+/// One client address's place in the session table, taken before `initialize` runs and handed
+/// to the session by [`SessionRegistry::claim`]; dropped unclaimed, it gives the place back.
+pub struct ClientSlot {
+    counts: Arc<DashMap<IpAddr, usize>>,
+    client: IpAddr,
+    armed: bool,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if self.armed {
+            release(&self.counts, self.client);
+        }
+    }
+}
+
+fn release(counts: &DashMap<IpAddr, usize>, client: IpAddr) {
+    if let dashmap::Entry::Occupied(mut e) = counts.entry(client) {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
+        }
+    }
+}
+
 /// All sessions of this node.
 pub struct SessionRegistry {
     sessions: DashMap<Arc<str>, Arc<Session>>,
@@ -249,6 +293,9 @@ pub struct SessionRegistry {
     max_sessions: usize,
     idle_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Open sessions per client address, so one client cannot take the whole table.
+    per_client: Arc<DashMap<IpAddr, usize>>,
+    max_per_client: usize,
 }
 
 impl SessionRegistry {
@@ -264,7 +311,48 @@ impl SessionRegistry {
             max_sessions,
             idle_timeout,
             metrics,
+            per_client: Arc::new(DashMap::new()),
+            max_per_client: usize::MAX,
         }
+    }
+
+    /// Cap the sessions one client address may hold open (`sessions.maxSessionsPerClient`).
+    pub fn with_max_per_client(mut self, max: usize) -> Self {
+        self.max_per_client = max;
+        self
+    }
+
+    /// A place for one more session from `client`, or None when it holds its cap already.
+    pub fn reserve_client(&self, client: IpAddr) -> Option<ClientSlot> {
+        let mut n = self.per_client.entry(client).or_insert(0);
+        if *n >= self.max_per_client {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            counts: self.per_client.clone(),
+            client,
+            armed: true,
+        })
+    }
+
+    /// Bind a new session to the principal that opened it and to its client's slot.
+    pub fn claim(&self, s: &Session, principal: Option<Arc<str>>, slot: Option<ClientSlot>) {
+        let client = slot.map(|mut slot| {
+            slot.armed = false;
+            slot.client
+        });
+        if s.owner.set(Owner { principal, client }).is_err() {
+            // Already claimed: a second claim must not count the client twice.
+            if let Some(c) = client {
+                release(&self.per_client, c);
+            }
+        }
+    }
+
+    /// Sessions open from `client`.
+    pub fn client_sessions(&self, client: IpAddr) -> usize {
+        self.per_client.get(&client).map(|n| *n).unwrap_or(0)
     }
 
     pub fn create(
@@ -294,6 +382,7 @@ impl SessionRegistry {
             last_seen_ms: AtomicU64::new(0),
             epoch,
             closed: watch::channel(false).0,
+            owner: std::sync::OnceLock::new(),
         });
         self.sessions.insert(s.id.clone(), s.clone());
         self.metrics.sessions_created.inc();
@@ -334,6 +423,7 @@ impl SessionRegistry {
             last_seen_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             closed: watch::channel(false).0,
+            owner: std::sync::OnceLock::new(),
         });
         self.sessions.insert(s.id.clone(), s.clone());
         self.metrics.sessions_active.set(self.sessions.len() as i64);
@@ -354,6 +444,9 @@ impl SessionRegistry {
         match self.sessions.remove(id) {
             Some((_, s)) => {
                 s.close();
+                if let Some(c) = s.owner.get().and_then(|o| o.client) {
+                    release(&self.per_client, c);
+                }
                 self.metrics.sessions_closed.inc();
                 self.metrics.sessions_active.set(self.sessions.len() as i64);
                 true
@@ -432,6 +525,46 @@ mod tests {
         assert!(r.remove(&a.id));
         assert!(a.is_closed());
         assert!(r.get(&a.id).is_none());
+    }
+
+    #[test]
+    fn sessions_answer_to_their_principal_and_count_per_client() {
+        let r = reg(10, Duration::from_secs(60)).with_max_per_client(2);
+        let ip: IpAddr = "127.0.0.7".parse().unwrap();
+        let other: IpAddr = "127.0.0.8".parse().unwrap();
+        let open = |who: &str| {
+            let slot = r.reserve_client(ip);
+            let s = r
+                .create(Legacy::LATEST, Value::Null, Value::Null, "http")
+                .unwrap();
+            r.claim(&s, Some(who.into()), slot);
+            s
+        };
+        let a = open("alice");
+        assert!(a.answers_to(Some("alice")));
+        assert!(!a.answers_to(Some("bob")));
+        assert!(!a.answers_to(None));
+        open("alice");
+        assert!(r.reserve_client(ip).is_none(), "the third from one address");
+        assert!(
+            r.reserve_client(other).is_some(),
+            "other addresses are unaffected"
+        );
+        assert_eq!(
+            r.client_sessions(other),
+            0,
+            "an unclaimed slot gives its place back"
+        );
+        r.remove(&a.id);
+        assert_eq!(r.client_sessions(ip), 1);
+        assert!(
+            r.reserve_client(ip).is_some(),
+            "a closed session frees its place"
+        );
+        let unclaimed = r
+            .create(Legacy::LATEST, Value::Null, Value::Null, "http")
+            .unwrap();
+        assert!(unclaimed.answers_to(Some("anyone")));
     }
 
     #[test]

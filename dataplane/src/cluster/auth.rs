@@ -154,6 +154,18 @@ async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     serde_json::from_slice(&buf).map_err(|e| HandshakeError::Refused(format!("bad frame: {e}")))
 }
 
+/// A peer that claims our own name under another incarnation is reflecting our hello (or
+/// impersonating us): one name runs once, so it is refused.
+fn refuse_own_name(peer: &Hello, me: &Hello) -> Result<(), HandshakeError> {
+    if peer.name == me.name {
+        return Err(HandshakeError::Refused(format!(
+            "peer claims our own name {:?}",
+            me.name
+        )));
+    }
+    Ok(())
+}
+
 const CLIENT_LABEL: &str = "erlmcp-peer/1 client";
 const SERVER_LABEL: &str = "erlmcp-peer/1 server";
 
@@ -178,6 +190,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     if ch.hello.name == me.name && ch.hello.incarnation == me.incarnation {
         return Err(HandshakeError::SelfConnection);
     }
+    refuse_own_name(&ch.hello, me)?;
     if let Some(cookie) = cookie {
         if !verify(
             cookie,
@@ -233,6 +246,7 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
     if sh.hello.name == me.name && sh.hello.incarnation == me.incarnation {
         return Err(HandshakeError::SelfConnection);
     }
+    refuse_own_name(&sh.hello, me)?;
     let nc = nonce();
     let p = cookie.map(|c| proof(c, CLIENT_LABEL, &sh.nonce, &nc, &me.name, &sh.hello.name));
     write_frame(
@@ -430,6 +444,39 @@ mod tests {
         // A server without the cookie cannot prove itself to a client that has one.
         let (_, c) = pair(None, Some(b"secret")).await;
         assert!(c.unwrap_err().is_auth());
+    }
+
+    #[tokio::test]
+    async fn a_peer_claiming_our_name_is_refused_both_ways() {
+        let me = hello("s");
+        let mut twin = hello("s");
+        twin.incarnation = nonce();
+        // Dialling: the server's hello names us.
+        let (mut a, mut b) = tokio::io::duplex(8192);
+        let server = twin.clone();
+        let s = tokio::spawn(async move { accept(&mut a, &server, Some(b"k")).await });
+        let c = connect(&mut b, &me, Some(b"k")).await;
+        assert!(c.unwrap_err().is_auth(), "the dialler refuses our twin");
+        drop(b);
+        assert!(s.await.unwrap().is_err());
+        // Accepting: a client hello with our name and a valid cookie proof.
+        let (mut a, mut b) = tokio::io::duplex(8192);
+        let server = me.clone();
+        let s = tokio::spawn(async move { accept(&mut a, &server, Some(b"k")).await });
+        let sh: ServerHello = read_frame(&mut b).await.unwrap();
+        let nc = nonce();
+        let p = proof(b"k", CLIENT_LABEL, &sh.nonce, &nc, &twin.name, &me.name);
+        write_frame(
+            &mut b,
+            &ClientHello {
+                hello: twin,
+                nonce: nc,
+                proof: Some(p),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(s.await.unwrap().unwrap_err().is_auth());
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! one connection carries many requests in both directions. Requests run concurrently; what
 //! they emit (notifications, server-to-client requests, the response) is queued in order and
 //! written by one pump with a write deadline, so a client that stops reading is cut off
-//! instead of growing memory.
+//! instead of growing memory. At most `limits.maxInFlightPerConnection` requests run per
+//! connection: the next frame is not taken (so the transport stops reading) until one ends.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +13,7 @@ use futures::future::{AbortHandle, Abortable};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::limits::WRITE_TIMEOUT;
+use crate::limits::Limits;
 use crate::protocol::context::{Ctx, Era, Outbound, OutboundItem};
 use crate::protocol::jsonrpc::{self, Id, Message, Parsed, RpcError};
 use crate::protocol::revision::META_PROTOCOL_VERSION;
@@ -30,6 +31,10 @@ pub struct Conn {
     principal: Option<Arc<str>>,
     /// Global cap on requests in progress (they wait in line beyond it).
     limit: Arc<tokio::sync::Semaphore>,
+    /// This connection's own cap on requests in progress.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Set when the client stopped reading (a write timed out): the transport closes.
+    cut: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Conn {
@@ -39,10 +44,13 @@ impl Conn {
         transport: &'static str,
         out: mpsc::Sender<Bytes>,
         principal: Option<String>,
-        limit: Arc<tokio::sync::Semaphore>,
+        limits: &Limits,
     ) -> Arc<Self> {
         let (tx, mut rx) = mpsc::unbounded_channel::<OutboundItem>();
         let metrics = core.metrics.clone();
+        let cut = Arc::new(tokio::sync::watch::Sender::new(false));
+        let cut_pump = cut.clone();
+        let write_timeout = limits.slow.write;
         tokio::spawn(async move {
             while let Some(item) = rx.recv().await {
                 // A connection has no per-request stream to close.
@@ -50,11 +58,9 @@ impl Conn {
                     continue;
                 };
                 let bytes = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-                if out.send_timeout(bytes, WRITE_TIMEOUT).await.is_err() {
-                    tracing::debug!(
-                        transport,
-                        "client not reading or gone; dropping connection output"
-                    );
+                if out.send_timeout(bytes, write_timeout).await.is_err() {
+                    tracing::debug!(transport, "client not reading or gone; closing");
+                    cut_pump.send_replace(true);
                     break;
                 }
                 metrics.sent(transport, 1);
@@ -71,8 +77,18 @@ impl Conn {
             peer: ClientRequests::new(),
             in_flight: DashMap::new(),
             principal: principal.map(Into::into),
-            limit,
+            limit: limits.in_flight.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.per_connection)),
+            cut,
         })
+    }
+
+    /// Resolves once the client has stopped reading (its output timed out).
+    pub fn cut_off(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.cut.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 
     /// Use an existing legacy session (the HTTP+SSE transport creates it at `GET /sse`).
@@ -95,11 +111,12 @@ impl Conn {
     }
 
     /// One inbound frame (a line, a WebSocket text message, a POST body).
-    pub fn on_frame(self: &Arc<Self>, raw: &[u8]) {
+    /// Waits while the connection is at its in-flight cap, which is what stops the reading.
+    pub async fn on_frame(self: &Arc<Self>, raw: &[u8]) {
         self.core.metrics.received(self.transport, 1);
         match jsonrpc::parse(raw) {
             Err(e) => self.send_error(None, &e),
-            Ok(Parsed::Single(m)) => self.on_message(m),
+            Ok(Parsed::Single(m)) => self.on_message(m).await,
             Ok(Parsed::Batch(items)) => {
                 let allowed = self.session().is_some_and(|s| s.version.allows_batch());
                 if !allowed {
@@ -112,13 +129,13 @@ impl Conn {
                     return;
                 }
                 for m in items {
-                    self.on_message(m);
+                    self.on_message(m).await;
                 }
             }
         }
     }
 
-    fn on_message(self: &Arc<Self>, m: Result<Message, (Option<Id>, RpcError)>) {
+    async fn on_message(self: &Arc<Self>, m: Result<Message, (Option<Id>, RpcError)>) {
         let msg = match m {
             Ok(m) => m,
             Err((id, e)) => return self.send_error(id.as_ref(), &e),
@@ -206,6 +223,9 @@ impl Conn {
                 }
             };
 
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return;
+        };
         let (abort, reg) = AbortHandle::new_pair();
         self.in_flight.insert(id.clone(), abort);
         let conn = self.clone();
@@ -220,6 +240,7 @@ impl Conn {
                     self.send(ack);
                     tokio::spawn(Abortable::new(
                         async move {
+                            let _slot = slot;
                             let drained = conn.core.lifecycle.drained();
                             tokio::pin!(drained);
                             loop {
@@ -264,6 +285,7 @@ impl Conn {
         };
         tokio::spawn(Abortable::new(
             async move {
+                let _slot = slot;
                 let _permit = conn.limit.clone().acquire_owned().await;
                 let r = conn.core.handle(&msg, &ctx).await;
                 conn.in_flight.remove(&id);

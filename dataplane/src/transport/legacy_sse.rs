@@ -35,7 +35,7 @@ pub async fn open(
         "sse",
         out_tx.clone(),
         principal,
-        st.limits.in_flight.clone(),
+        &st.limits,
     );
     let key = uuid::Uuid::new_v4().simple().to_string();
     st.sse_conns.insert(key.clone(), conn.clone());
@@ -57,7 +57,7 @@ pub async fn open(
                         break;
                     }
                     m = out_rx.recv() => match m {
-                        Some(b) => if body_tx.send_timeout(sse_event(None, &b), crate::limits::WRITE_TIMEOUT).await.is_err() { break },
+                        Some(b) => if body_tx.send_timeout(sse_event(None, &b), st2.limits.slow.write).await.is_err() { break },
                         None => break,
                     },
                 }
@@ -92,6 +92,7 @@ pub async fn message(
         )
         .into_response();
     };
-    conn.on_frame(&body);
+    // At the connection's in-flight cap this POST waits for a free slot.
+    conn.on_frame(&body).await;
     empty(StatusCode::ACCEPTED)
 }

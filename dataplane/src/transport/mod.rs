@@ -3,7 +3,9 @@
 //! transports (WebSocket, TCP, stdio, legacy SSE) share [`conn`]. [`health`] serves the
 //! health and metrics ports.
 
+pub mod admin;
 pub mod conn;
+pub mod deadline_body;
 pub mod health;
 pub mod legacy_sse;
 pub mod resource_metadata;
@@ -40,6 +42,46 @@ pub struct AppState {
 }
 
 pub type Shared = Arc<AppState>;
+
+/// Carries the principal the entry node authenticated, on a request forwarded to the session's
+/// owner (hex, so any principal is a valid header value). The entry node strips the client's
+/// `Authorization`; the owner trusts this header only from an authenticated peer channel.
+pub const PRINCIPAL_HEADER: &str = "x-erlmcp-principal";
+
+/// Set (in request extensions, which clients cannot reach) by the peer channel on a forwarded
+/// request that named its principal.
+#[derive(Clone, Debug)]
+pub struct ForwardedPrincipal(pub String);
+
+/// [`guard`] for requests that may have been forwarded by a peer: a forwarded principal was
+/// authenticated by the entry node (whose Origin and rate-limit checks it also passed).
+pub fn guard_forwardable(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    forwarded: Option<&ForwardedPrincipal>,
+) -> Result<Option<String>, HttpError> {
+    match forwarded {
+        Some(ForwardedPrincipal(p)) if !state.core.lifecycle.is_draining() => Ok(Some(p.clone())),
+        _ => guard(state, headers, peer),
+    }
+}
+
+/// The `maxConnections` slot an HTTP connection holds, in each request's extensions: a
+/// WebSocket upgrade takes it, so the WebSocket keeps counting once the HTTP connection ends.
+#[derive(Clone, Default)]
+pub struct ConnSlot(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl ConnSlot {
+    pub fn new(permit: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(permit)))
+    }
+
+    /// The slot's permit (None when the listener has no cap or it was taken).
+    pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.lock().map(|mut p| p.take()).unwrap_or(None)
+    }
+}
 
 /// A JSON body response.
 pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {

@@ -5,5 +5,5 @@ use super::tcp::serve_stream;
 use super::Shared;
 
 pub async fn serve(st: Shared) {
-    serve_stream(st, tokio::io::stdin(), tokio::io::stdout(), "stdio").await;
+    serve_stream(st, tokio::io::stdin(), tokio::io::stdout(), "stdio", None).await;
 }

@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 
 use super::conn::Conn;
 use super::Shared;
-use crate::limits::WRITE_TIMEOUT;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::session::LIVE_BUFFER;
 
@@ -38,29 +37,31 @@ pub async fn serve(st: Shared, listener: TcpListener) {
         let st = st.clone();
         tokio::spawn(async move {
             let (r, w) = sock.into_split();
-            serve_stream(st, r, w, "tcp").await;
+            let idle = Some(st.limits.slow.idle);
+            serve_stream(st, r, w, "tcp", idle).await;
             drop(permit);
         });
     }
 }
 
-/// Serve one line-oriented stream (TCP connection or stdio) until EOF.
-pub async fn serve_stream<R, W>(st: Shared, read: R, mut write: W, transport: &'static str)
-where
+/// Serve one line-oriented stream (TCP connection or stdio) until EOF, until the client stops
+/// reading, or (with `idle`) until no complete line arrived for that long.
+pub async fn serve_stream<R, W>(
+    st: Shared,
+    read: R,
+    mut write: W,
+    transport: &'static str,
+    idle: Option<std::time::Duration>,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(LIVE_BUFFER);
-    let conn: Arc<Conn> = Conn::new(
-        st.core.clone(),
-        transport,
-        out_tx.clone(),
-        None,
-        st.limits.in_flight.clone(),
-    );
+    let conn: Arc<Conn> = Conn::new(st.core.clone(), transport, out_tx.clone(), None, &st.limits);
+    let write_timeout = st.limits.slow.write;
     let writer = tokio::spawn(async move {
         while let Some(b) = out_rx.recv().await {
-            let ok = tokio::time::timeout(WRITE_TIMEOUT, async {
+            let ok = tokio::time::timeout(write_timeout, async {
                 write.write_all(&b).await?;
                 write.write_all(b"\n").await?;
                 write.flush().await
@@ -74,15 +75,28 @@ where
     let max = st.limits.max_body;
     let mut reader = BufReader::new(read);
     let mut buf = Vec::with_capacity(4096);
+    let cut_off = conn.cut_off();
+    tokio::pin!(cut_off);
     loop {
         buf.clear();
-        let n = match (&mut reader)
-            .take(max as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .await
-        {
-            Ok(n) => n,
-            Err(_) => break,
+        let mut limited = (&mut reader).take(max as u64 + 1);
+        let line = limited.read_until(b'\n', &mut buf);
+        let idle_for = async {
+            match idle {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let n = tokio::select! {
+            r = line => match r {
+                Ok(n) => n,
+                Err(_) => break,
+            },
+            _ = idle_for => {
+                tracing::debug!(transport, "no message within the idle timeout; closing");
+                break;
+            }
+            _ = &mut cut_off => break,
         };
         if n == 0 {
             break;
@@ -94,7 +108,11 @@ where
         }
         let line = buf.trim_ascii();
         if !line.is_empty() {
-            conn.on_frame(line);
+            // At the connection's in-flight cap this waits, and nothing more is read.
+            tokio::select! {
+                _ = conn.on_frame(line) => {}
+                _ = &mut cut_off => break,
+            }
         }
     }
     // Let in-flight answers go out before closing (stdio clients read until EOF).
@@ -105,7 +123,7 @@ where
     }
     conn.close();
     drop(conn);
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, writer).await;
+    let _ = tokio::time::timeout(write_timeout, writer).await;
 }
 
 fn conn_busy(c: &Conn) -> bool {

@@ -14,6 +14,7 @@ use tower::ServiceExt;
 use super::forward::strip_hop_by_hop_resp;
 use super::{ClusterNode, Io, PingReply, FORWARDED_HEADER, FWD, LEAVE, PING};
 use crate::cluster::auth::{self, HandshakeError, Hello};
+use crate::transport::{ForwardedPrincipal, PRINCIPAL_HEADER};
 
 impl ClusterNode {
     pub(super) async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
@@ -130,7 +131,9 @@ impl ClusterNode {
                         rest
                     });
                 for (k, v) in &parts.headers {
-                    b = b.header(k, v);
+                    if k != PRINCIPAL_HEADER {
+                        b = b.header(k, v);
+                    }
                 }
                 b = b.header(FORWARDED_HEADER, from.name.as_str());
                 let Ok(mut r) = b.body(Body::new(body)) else {
@@ -138,6 +141,9 @@ impl ClusterNode {
                 };
                 r.extensions_mut()
                     .insert(axum::extract::ConnectInfo(remote));
+                if let Some(p) = self.forwarded_principal(&parts.headers) {
+                    r.extensions_mut().insert(p);
+                }
                 match router.clone().oneshot(r).await {
                     Ok(resp) => strip_hop_by_hop_resp(resp),
                     Err(e) => match e {},
@@ -145,6 +151,18 @@ impl ClusterNode {
             }
             _ => json(404, &serde_json::json!({"error": "not found"})),
         }
+    }
+
+    /// The principal the entry node authenticated, believed only when the peer channel itself
+    /// is authenticated (cookie or mutual TLS): on an open peer port anyone could claim one.
+    /// Without it the owner authenticates the request itself.
+    fn forwarded_principal(&self, headers: &http::HeaderMap) -> Option<ForwardedPrincipal> {
+        if self.settings.cookie.is_none() && self.tls.is_none() {
+            return None;
+        }
+        let raw = headers.get(PRINCIPAL_HEADER)?.to_str().ok()?;
+        let p = String::from_utf8(hex::decode(raw).ok()?).ok()?;
+        Some(ForwardedPrincipal(p))
     }
 
     fn ping_reply(&self) -> PingReply {

@@ -15,12 +15,55 @@ pub(super) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-pub(super) fn is_json_content_type(h: &HeaderMap) -> bool {
-    const JSON: &str = "application/json";
-    header(h, "content-type").is_none_or(|c| {
-        c.get(..JSON.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(JSON))
-    })
+/// `Content-Type: application/json` (parameters such as `charset` allowed); a missing one is
+/// refused too, since a POST to `/mcp` always carries a JSON-RPC body.
+pub fn is_json_content_type(h: &HeaderMap) -> bool {
+    header(h, "content-type")
+        .is_some_and(|c| media_type(c).eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether `Accept` lets the server answer with both JSON and an SSE stream, as a Streamable
+/// HTTP POST must (the server picks one per request). No `Accept` at all means anything goes
+/// (RFC 9110 §12.5.1); wildcards count, and `q=0` excludes.
+pub fn accepts_json_and_sse(h: &HeaderMap) -> bool {
+    let values: Vec<&str> = h
+        .get_all("accept")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        return true;
+    }
+    let ranges: Vec<(&str, bool)> = values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|r| {
+            let mut parts = r.split(';');
+            let ty = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (ty, !refused)
+        })
+        .collect();
+    let allows = |want: &str| {
+        let (top, _) = want.split_once('/').unwrap_or((want, ""));
+        ranges.iter().any(|(ty, ok)| {
+            *ok && (ty.eq_ignore_ascii_case(want)
+                || *ty == "*/*"
+                || ty
+                    .strip_suffix("/*")
+                    .is_some_and(|t| t.eq_ignore_ascii_case(top)))
+        })
+    };
+    allows("application/json") && allows("text/event-stream")
+}
+
+fn media_type(v: &str) -> &str {
+    v.split(';').next().unwrap_or("").trim()
 }
 
 /// Decode a header value that may use the `=?base64?...?=` sentinel.
@@ -134,6 +177,40 @@ pub fn check_headers(headers: &HeaderMap, msg: &Message, core: &Core) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with(name: &'static str, values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(name, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn accept_must_allow_json_and_sse() {
+        let ok = |v: &[&'static str]| accepts_json_and_sse(&with("accept", v));
+        assert!(ok(&[]), "no Accept accepts anything");
+        assert!(ok(&["application/json, text/event-stream"]));
+        assert!(ok(&["application/json", "text/event-stream"]));
+        assert!(ok(&["*/*"]));
+        assert!(ok(&["application/*;q=0.9, text/*"]));
+        assert!(ok(&["Application/JSON; q=1, TEXT/EVENT-STREAM"]));
+        assert!(!ok(&["application/json"]));
+        assert!(!ok(&["text/event-stream"]));
+        assert!(!ok(&["text/html"]));
+        assert!(!ok(&["application/json, text/event-stream;q=0"]));
+    }
+
+    #[test]
+    fn content_type_must_be_json() {
+        let ok = |v: &[&'static str]| is_json_content_type(&with("content-type", v));
+        assert!(ok(&["application/json"]));
+        assert!(ok(&["application/json; charset=utf-8"]));
+        assert!(ok(&["APPLICATION/JSON"]));
+        assert!(!ok(&[]), "missing");
+        assert!(!ok(&["text/plain"]));
+        assert!(!ok(&["application/jsonx"]));
+    }
 
     #[test]
     fn decodes_base64_sentinel() {

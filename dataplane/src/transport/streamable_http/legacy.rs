@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode};
 use bytes::Bytes;
 use futures::future::{AbortHandle, Abortable};
@@ -18,7 +18,10 @@ use crate::protocol::jsonrpc::{self, Id, Message, Parsed, RpcError};
 use crate::protocol::lifecycle;
 use crate::protocol::revision::Legacy;
 use crate::session::{parse_event_id, Session};
-use crate::transport::{empty, guard, json_response, sse_response, HttpError, Shared};
+use crate::transport::{
+    empty, guard_forwardable, json_response, sse_response, ForwardedPrincipal, HttpError, Shared,
+    PRINCIPAL_HEADER,
+};
 
 fn session_not_found() -> HttpError {
     HttpError::new(
@@ -29,10 +32,12 @@ fn session_not_found() -> HttpError {
     )
 }
 
-/// Forward to the owning node through the cluster hook, when the session lives elsewhere.
+/// Forward to the owning node through the cluster hook, when the session lives elsewhere. The
+/// owner gets the principal authenticated here, never the client's credentials.
 async fn try_forward(
     st: &Shared,
     sid: &str,
+    principal: Option<&str>,
     method: http::Method,
     headers: &HeaderMap,
     body: Bytes,
@@ -44,7 +49,12 @@ async fn try_forward(
     let owner = crate::node::session_owner(sid)?.to_string();
     let mut req = http::Request::builder().method(method).uri("/mcp");
     for (k, v) in headers {
-        req = req.header(k, v);
+        if k != http::header::AUTHORIZATION && k != PRINCIPAL_HEADER {
+            req = req.header(k, v);
+        }
+    }
+    if let Some(p) = principal {
+        req = req.header(PRINCIPAL_HEADER, hex::encode(p));
     }
     let req = req.body(body).ok()?;
     match fwd.forward(&owner, req).await {
@@ -61,14 +71,25 @@ async fn try_forward(
     }
 }
 
-fn lookup(st: &Shared, headers: &HeaderMap) -> Result<Arc<Session>, HttpError> {
+/// The session named by the headers. A session opened by another principal is "not found"
+/// (its id is no capability on its own).
+fn lookup(
+    st: &Shared,
+    headers: &HeaderMap,
+    principal: Option<&str>,
+) -> Result<Arc<Session>, HttpError> {
     let sid = header(headers, SESSION_HEADER).ok_or_else(|| {
         HttpError::new(
             400,
             RpcError::invalid_request("Bad Request: Mcp-Session-Id header is required"),
         )
     })?;
-    let s = st.core.sessions.get(sid).ok_or_else(session_not_found)?;
+    let s = st
+        .core
+        .sessions
+        .get(sid)
+        .filter(|s| s.answers_to(principal))
+        .ok_or_else(session_not_found)?;
     if let Some(v) = header(headers, VERSION_HEADER) {
         if v.trim() != s.version.as_str() {
             return Err(HttpError::new(
@@ -94,14 +115,15 @@ enum Route {
 async fn route(
     st: &Shared,
     headers: &HeaderMap,
+    principal: Option<&str>,
     method: http::Method,
     body: Bytes,
 ) -> Result<Route, HttpError> {
-    match lookup(st, headers) {
+    match lookup(st, headers, principal) {
         Ok(s) => Ok(Route::Here(s)),
         Err(e) if e.status == StatusCode::NOT_FOUND => {
             if let Some(sid) = header(headers, SESSION_HEADER) {
-                if let Some(fwd) = try_forward(st, sid, method, headers, body).await {
+                if let Some(fwd) = try_forward(st, sid, principal, method, headers, body).await {
                     return fwd.map(Route::Forwarded);
                 }
             }
@@ -117,6 +139,7 @@ pub(super) async fn post(
     raw: Bytes,
     parsed: Parsed,
     principal: Option<String>,
+    peer: SocketAddr,
 ) -> Result<Response<Body>, HttpError> {
     if let Parsed::Single(Ok(m)) = &parsed {
         if m.method() == "initialize" && m.is_request() {
@@ -130,8 +153,19 @@ pub(super) async fn post(
                 .for_id(m.id.as_ref()));
             }
             let id = m.id.clone().expect("id");
+            let Some(slot) = st.core.sessions.reserve_client(peer.ip()) else {
+                return Err(HttpError::new(
+                    503,
+                    RpcError::internal("Too many sessions open from this client address"),
+                )
+                .for_id(Some(&id))
+                .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("5")));
+            };
             return match lifecycle::initialize(&st.core, m, "http") {
                 Ok((s, result)) => {
+                    st.core
+                        .sessions
+                        .claim(&s, principal.map(Into::into), Some(slot));
                     st.core.metrics.request("initialize", "http", true, 0.0);
                     let mut r = json_response(StatusCode::OK, jsonrpc::result_bytes(&id, &result));
                     if let Ok(v) = HeaderValue::from_str(&s.id) {
@@ -146,7 +180,7 @@ pub(super) async fn post(
             };
         }
     }
-    let session = match route(st, headers, http::Method::POST, raw).await? {
+    let session = match route(st, headers, principal.as_deref(), http::Method::POST, raw).await? {
         Route::Here(s) => s,
         Route::Forwarded(r) => return Ok(r),
     };
@@ -250,9 +284,10 @@ pub(super) async fn post(
 pub async fn get(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    fwd: Option<Extension<ForwardedPrincipal>>,
     headers: HeaderMap,
 ) -> Result<Response<Body>, HttpError> {
-    guard(&st, &headers, peer)?;
+    let principal = guard_forwardable(&st, &headers, peer, fwd.as_deref())?;
     if header(&headers, SESSION_HEADER).is_none() {
         // The modern revision has no GET stream; legacy clients always name their session.
         return Err(HttpError::new(405, RpcError::invalid_request("Method Not Allowed: GET needs an Mcp-Session-Id (use subscriptions/listen on the current revision)"))
@@ -266,7 +301,15 @@ pub async fn get(
             RpcError::invalid_request("Not Acceptable: GET requires Accept: text/event-stream"),
         ));
     }
-    let s = match route(&st, &headers, http::Method::GET, Bytes::new()).await? {
+    let s = match route(
+        &st,
+        &headers,
+        principal.as_deref(),
+        http::Method::GET,
+        Bytes::new(),
+    )
+    .await?
+    {
         Route::Here(s) => s,
         Route::Forwarded(r) => return Ok(r),
     };
@@ -278,9 +321,12 @@ pub async fn get(
             )
         })?;
         let body = attached_body(&s, stream, Some(seq), st.retry_ms).ok_or_else(|| {
+            // 400, not 404: a 404 tells the client its whole session is gone.
             HttpError::new(
-                404,
-                RpcError::invalid_request("Unknown stream for Last-Event-ID (it may have expired)"),
+                400,
+                RpcError::invalid_request(
+                    "Bad Request: unknown Last-Event-ID (the stream may have expired)",
+                ),
             )
         })?;
         return Ok(sse_response(body));
@@ -348,9 +394,10 @@ pub async fn get(
 pub async fn delete(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    fwd: Option<Extension<ForwardedPrincipal>>,
     headers: HeaderMap,
 ) -> Result<Response<Body>, HttpError> {
-    guard(&st, &headers, peer)?;
+    let principal = guard_forwardable(&st, &headers, peer, fwd.as_deref())?;
     let Some(sid) = header(&headers, SESSION_HEADER) else {
         return Err(HttpError::new(
             405,
@@ -358,10 +405,24 @@ pub async fn delete(
         )
         .with_header(http::header::ALLOW, HeaderValue::from_static("POST")));
     };
-    if st.core.sessions.remove(sid) {
-        return Ok(empty(StatusCode::OK));
+    if let Some(s) = st.core.sessions.get(sid) {
+        if !s.answers_to(principal.as_deref()) {
+            return Err(session_not_found());
+        }
+        if st.core.sessions.remove(sid) {
+            return Ok(empty(StatusCode::OK));
+        }
     }
-    if let Some(fwd) = try_forward(&st, sid, http::Method::DELETE, &headers, Bytes::new()).await {
+    if let Some(fwd) = try_forward(
+        &st,
+        sid,
+        principal.as_deref(),
+        http::Method::DELETE,
+        &headers,
+        Bytes::new(),
+    )
+    .await
+    {
         return fwd;
     }
     Err(session_not_found())

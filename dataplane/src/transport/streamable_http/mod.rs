@@ -25,12 +25,16 @@ use axum::http::{HeaderMap, Response};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 
-use super::{guard, HttpError, Shared};
+use super::deadline_body::BodyTimedOut;
+use super::{guard_forwardable, ForwardedPrincipal, HttpError, Shared};
 use crate::protocol::jsonrpc::{self, Parsed, RpcError};
 use crate::protocol::revision::{self, Legacy, META_PROTOCOL_VERSION};
-use headers::{header, is_json_content_type};
+use headers::header;
 
-pub use headers::{check_headers, decode_header_value, SESSION_HEADER, VERSION_HEADER};
+pub use headers::{
+    accepts_json_and_sse, check_headers, decode_header_value, is_json_content_type, SESSION_HEADER,
+    VERSION_HEADER,
+};
 pub use legacy::{delete, get};
 
 pub async fn post(
@@ -38,25 +42,48 @@ pub async fn post(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response<Body> {
-    // The headers are moved out rather than cloned (as the `HeaderMap` extractor would); the
-    // body is read as the `Bytes` extractor reads it (same limit, same rejections).
+    // The headers are moved out rather than cloned (as the `HeaderMap` extractor would).
     let (mut parts, body) = req.into_parts();
     let headers = std::mem::take(&mut parts.headers);
+    let fwd = parts.extensions.get::<ForwardedPrincipal>();
+    // Origin, authentication, rate limit and media types pass before any of the body is read.
+    let principal = match guard_forwardable(&st, &headers, peer, fwd)
+        .and_then(|p| media_types(&headers).map(|()| p))
+    {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    // Read as the `Bytes` extractor reads it (same limit, same rejections).
     let body = match Bytes::from_request(Request::from_parts(parts, body), &st).await {
         Ok(b) => b,
+        Err(rejection) if timed_out(&rejection) => {
+            return HttpError::new(
+                408,
+                RpcError::invalid_request("Request Timeout: the body was not sent in time"),
+            )
+            .into_response()
+        }
         Err(rejection) => return rejection.into_response(),
     };
-    dispatch(&st, &headers, body, peer).await.into_response()
+    dispatch(&st, &headers, body, principal, peer)
+        .await
+        .into_response()
 }
 
-/// Check what every POST must pass, then hand it to its era.
-async fn dispatch(
-    st: &Shared,
-    headers: &HeaderMap,
-    body: Bytes,
-    peer: SocketAddr,
-) -> Result<Response<Body>, HttpError> {
-    let principal = guard(st, headers, peer)?;
+/// Whether reading the body failed on `limits.bodyReadTimeoutSeconds`.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<BodyTimedOut>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// 415 for a body that is not JSON, 406 for a client that cannot take both answers.
+fn media_types(headers: &HeaderMap) -> Result<(), HttpError> {
     if !is_json_content_type(headers) {
         return Err(HttpError::new(
             415,
@@ -65,6 +92,25 @@ async fn dispatch(
             ),
         ));
     }
+    if !accepts_json_and_sse(headers) {
+        return Err(HttpError::new(
+            406,
+            RpcError::invalid_request(
+                "Not Acceptable: Accept must include application/json and text/event-stream",
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Hand a checked POST to its era.
+async fn dispatch(
+    st: &Shared,
+    headers: &HeaderMap,
+    body: Bytes,
+    principal: Option<String>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, HttpError> {
     st.core.metrics.received("http", 1);
     let parsed = jsonrpc::parse(&body).map_err(|e| HttpError::new(400, e))?;
     let hv = header(headers, VERSION_HEADER);
@@ -77,6 +123,8 @@ async fn dispatch(
     };
     match era {
         revision::Era::Modern => modern::post(st, headers, parsed, principal).await,
-        revision::Era::Legacy => legacy::post(st, headers, body.clone(), parsed, principal).await,
+        revision::Era::Legacy => {
+            legacy::post(st, headers, body.clone(), parsed, principal, peer).await
+        }
     }
 }

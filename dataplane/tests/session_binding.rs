@@ -1,0 +1,122 @@
+//! A session id is no capability on its own: a session answers only to the principal that
+//! opened it, and one client address cannot fill the session table.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+
+const JWKS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/jwt/rsa_jwks.json"
+);
+const KEY: &[u8] = include_bytes!("fixtures/jwt/rsa_private.pem");
+
+fn token(sub: &str) -> String {
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    h.kid = Some("rsa1".into());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({"sub": sub, "iss": "https://issuer.example", "aud": "erlmcp", "exp": now + 600, "nbf": now - 60});
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(KEY).unwrap();
+    format!(
+        "Bearer {}",
+        jsonwebtoken::encode(&h, &claims, &key).unwrap()
+    )
+}
+
+fn jwt_config() -> String {
+    format!(
+        "mcp:\n  auth:\n    mode: jwt\n    jwt:\n      issuer: https://issuer.example\n      audience: erlmcp\n      jwks: {{file: '{JWKS}'}}\n"
+    )
+}
+
+const VERSION: &str = "2025-11-25";
+
+async fn initialize(url: &str, auth: &str) -> Resp {
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).to_string();
+    request(
+        "POST",
+        url,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("authorization", auth),
+        ],
+        init,
+    )
+    .await
+}
+
+async fn call(url: &str, auth: &str, sid: &str, method: &str) -> Resp {
+    let mut h = legacy_headers(sid, VERSION);
+    h.push(("authorization", auth));
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "mine"}}}).to_string();
+    let body = if method == "POST" {
+        body
+    } else {
+        String::new()
+    };
+    request(method, url, &h, body).await
+}
+
+#[tokio::test]
+async fn another_principal_holding_the_session_id_gets_404() {
+    let s = start(&jwt_config(), &[]).await;
+    let url = mcp_url(&s);
+    let (alice, bob) = (token("alice"), token("bob"));
+    let r = initialize(&url, &alice).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sid = r.header("mcp-session-id").expect("session id");
+    let mine = call(&url, &alice, &sid, "POST").await;
+    assert_eq!(
+        mine.json()["result"]["content"][0]["text"],
+        "mine",
+        "{}",
+        mine.body
+    );
+    for method in ["POST", "GET", "DELETE"] {
+        let r = call(&url, &bob, &sid, method).await;
+        assert_eq!(
+            r.status, 404,
+            "bob's {method} on alice's session: {}",
+            r.body
+        );
+        assert_eq!(r.json()["error"]["code"], -32600, "{}", r.body);
+    }
+    // Bob's attempts did not end or disturb it.
+    let again = call(&url, &alice, &sid, "POST").await;
+    assert_eq!(again.json()["result"]["content"][0]["text"], "mine");
+    assert_eq!(call(&url, &alice, &sid, "DELETE").await.status, 200);
+}
+
+#[tokio::test]
+async fn one_client_address_cannot_fill_the_session_table() {
+    let s = start(
+        "mcp:\n  sessions: {maxSessions: 100, maxSessionsPerClient: 3}\n",
+        &[],
+    )
+    .await;
+    let url = mcp_url(&s);
+    let mut sids = Vec::new();
+    for _ in 0..3 {
+        sids.push(legacy_session(s.mcp_addr, VERSION).await.0);
+    }
+    let init = json!({"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).to_string();
+    let h = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    let refused = request("POST", &url, &h, init.clone()).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(refused.json()["id"], 7);
+    // Closing one frees its place.
+    let d = request("DELETE", &url, &legacy_headers(&sids[0], VERSION), "").await;
+    assert_eq!(d.status, 200);
+    let r = request("POST", &url, &h, init).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let _: Value = r.json();
+}
