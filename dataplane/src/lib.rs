@@ -15,5 +15,6 @@ pub mod observe;
 pub mod protocol;
 pub mod resource_metadata;
 pub mod session;
+pub mod tls_reload;
 pub mod transport;
 pub mod wire;
