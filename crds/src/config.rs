@@ -45,6 +45,10 @@ pub struct PeerConfig {
     /// File with the shared cookie (`ERLANG_COOKIE_FILE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cookie_file: Option<String>,
+    /// File with the cookie being rotated out (`ERLANG_COOKIE_PREVIOUS_FILE`); accepted next to
+    /// the primary one during a rotation. A missing file means no rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_cookie_file: Option<String>,
     /// The ErlmcpCluster this node belongs to (for status reporting), when on Kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_name: Option<String>,
@@ -56,6 +60,7 @@ impl Default for PeerConfig {
             discovery: Discovery::default(),
             port: default_peer_port(),
             cookie_file: None,
+            previous_cookie_file: None,
             cluster_name: None,
         }
     }

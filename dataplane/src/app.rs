@@ -101,6 +101,7 @@ pub fn build_state_with(
         lifecycle,
         metrics,
         cookie: cfg.cookie.clone(),
+        previous_cookie: cfg.previous_cookie.clone(),
         page_size: cfg.page_size,
         authenticated: auth.enabled(),
         request_timeout: Duration::from_secs(cfg.file.mcp.limits.request_timeout_seconds as u64),
@@ -151,25 +152,26 @@ pub fn mcp_router(state: Shared, cfg: &RuntimeConfig) -> Router {
         .with_state(state)
 }
 
+/// Client-port TLS; the certificate follows its files, so a renewal needs no restart.
 fn tls_acceptor(cfg: &RuntimeConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
     let Some(t) = &cfg.client_tls else {
         return Ok(None);
     };
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(&t.cert_file)
-            .with_context(|| format!("tls.certFile: {}", t.cert_file))?,
-    ))
-    .collect::<Result<Vec<_>, _>>()
-    .with_context(|| format!("tls.certFile: {} is not PEM", t.cert_file))?;
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(&t.key_file).with_context(|| format!("tls.keyFile: {}", t.key_file))?,
-    ))
-    .with_context(|| format!("tls.keyFile: {} is not PEM", t.key_file))?
-    .with_context(|| format!("tls.keyFile: no private key in {}", t.key_file))?;
-    let mut sc = rustls::ServerConfig::builder()
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let files = crate::tls_reload::TlsWatcher::load(
+        crate::tls_reload::TlsPaths {
+            cert: t.cert_file.clone(),
+            key: t.key_file.clone(),
+            ca: None,
+        },
+        provider.clone(),
+    )?;
+    files.watch(crate::tls_reload::interval_from_env());
+    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("tls: protocol versions")?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("tls: certificate and key do not match")?;
+        .with_cert_resolver(files.server_resolver());
     sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(sc))))
 }

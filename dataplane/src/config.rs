@@ -52,6 +52,8 @@ pub struct RuntimeConfig {
     pub log_format: String,
     /// Shared cluster secret (also keys MRTR request state so any node can verify it).
     pub cookie: Option<String>,
+    /// The cookie being rotated out, still accepted from peers during a rotation.
+    pub previous_cookie: Option<String>,
     /// TLS on the client port, when enabled.
     pub client_tls: Option<TlsFiles>,
     /// Items per page for list results.
@@ -371,6 +373,17 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeCon
         None
     };
 
+    // Optional by design: the operator always points at the Secret key, which exists only
+    // while a rotation is under way.
+    let previous_cookie = env.get("ERLANG_COOKIE_PREVIOUS").or_else(|| {
+        env.get("ERLANG_COOKIE_PREVIOUS_FILE")
+            .or_else(|| file.cluster.previous_cookie_file.clone())
+            .and_then(|path| std::fs::read_to_string(path).ok())
+    });
+    let previous_cookie = previous_cookie
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+
     let page_size = match env.get("ERLMCP_LIST_PAGE_SIZE") {
         None => 100,
         Some(v) => match v.trim().parse::<usize>() {
@@ -451,6 +464,7 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeCon
         node_name,
         environment,
         cookie,
+        previous_cookie,
         client_tls,
         page_size,
     })
@@ -573,6 +587,37 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(errs.0[0].field, "ERLANG_COOKIE_FILE");
+    }
+
+    #[test]
+    fn a_previous_cookie_is_optional_and_read_when_present() {
+        let dir = std::env::temp_dir().join(format!("prev-cookie-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |prev: &std::path::Path| {
+            parse_file(&format!(
+                "cluster:\n  previousCookieFile: {}\n",
+                prev.display()
+            ))
+            .unwrap()
+        };
+        let prev = dir.join("cookie-previous");
+        let cookie = [("ERLANG_COOKIE", "new-cookie")];
+        // No rotation under way: the Secret key, hence the file, is absent.
+        let c = from_parts(file(&prev), &env(&cookie)).unwrap();
+        assert_eq!(c.previous_cookie, None);
+        std::fs::write(&prev, "old-cookie\n").unwrap();
+        let c = from_parts(file(&prev), &env(&cookie)).unwrap();
+        assert_eq!(c.previous_cookie.as_deref(), Some("old-cookie"));
+        let c = from_parts(
+            file(&prev),
+            &env(&[
+                ("ERLANG_COOKIE", "new"),
+                ("ERLANG_COOKIE_PREVIOUS", "env-old"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.previous_cookie.as_deref(), Some("env-old"), "env wins");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -17,5 +17,6 @@ pub mod protocol;
 pub mod resource_metadata;
 pub mod session;
 pub mod tasks;
+pub mod tls_reload;
 pub mod transport;
 pub mod wire;

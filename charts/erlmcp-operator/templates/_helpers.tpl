@@ -85,7 +85,7 @@ autoscaling/v2 and v2beta2 HorizontalPodAutoscalers (Kubernetes 1.20 serves only
   verbs: [update]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [create, delete, get, list, watch]
+  verbs: [create, delete, get, list, update, watch]
 - apiGroups: [""]
   resources: [configmaps, serviceaccounts, services]
   verbs: [create, delete, list, patch, watch]

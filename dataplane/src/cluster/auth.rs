@@ -11,6 +11,12 @@
 //!                   proof_s = HMAC-SHA256(cookie, "erlmcp-peer/1 server" | nonce_s | nonce_c | names)
 //! ```
 //!
+//! During a cookie rotation a node holds a primary and a previous cookie: it sends a proof for
+//! each (`proof` with the primary, `proofs` with the previous one) and accepts a client whose
+//! proofs match either of its cookies, answering with the cookie that matched. Two nodes
+//! therefore talk whenever they share one cookie, so a roll from `{old}` through
+//! `{new, previous: old}` to `{new}` never splits the cluster.
+//!
 //! The cookie never crosses the wire, both nonces are fresh 32-byte randoms (no replay), the two
 //! directions use different labels (neither side is an oracle for the other's proof), and
 //! proofs are compared in constant time (`hmac`'s `verify_slice`). Frames are length-prefixed
@@ -23,11 +29,13 @@ use anyhow::Context;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, SignatureScheme};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::tls_reload::{TlsPaths, TlsWatcher};
 
 pub const PROTO: &str = "erlmcp-peer/1";
 const MAX_FRAME: usize = 4096;
@@ -73,8 +81,36 @@ struct ClientHello {
     #[serde(flatten)]
     hello: Hello,
     nonce: String,
+    /// Proof with the primary cookie.
     #[serde(default)]
     proof: Option<String>,
+    /// Proof with the previous cookie, during a rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    proofs: Vec<String>,
+}
+
+/// Proofs a server looks at beyond `proof` (a rotation has one previous cookie; more is noise).
+const MAX_EXTRA_PROOFS: usize = 1;
+
+/// The shared cookie, and during a rotation the one it replaces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cookies {
+    pub primary: Vec<u8>,
+    pub previous: Option<Vec<u8>>,
+}
+
+impl Cookies {
+    pub fn new(primary: impl Into<Vec<u8>>, previous: Option<Vec<u8>>) -> Self {
+        let primary = primary.into();
+        // The same value twice is no rotation.
+        let previous = previous.filter(|p| *p != primary);
+        Self { primary, previous }
+    }
+
+    /// Primary first.
+    fn all(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(self.primary.as_slice()).chain(self.previous.as_deref())
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -173,7 +209,7 @@ const SERVER_LABEL: &str = "erlmcp-peer/1 server";
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     me: &Hello,
-    cookie: Option<&[u8]>,
+    cookies: Option<&Cookies>,
 ) -> Result<Hello, HandshakeError> {
     let ns = nonce();
     write_frame(
@@ -191,16 +227,29 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(HandshakeError::SelfConnection);
     }
     refuse_own_name(&ch.hello, me)?;
-    if let Some(cookie) = cookie {
-        if !verify(
-            cookie,
-            CLIENT_LABEL,
-            &ns,
-            &ch.nonce,
-            &ch.hello.name,
-            &me.name,
-            ch.proof.as_deref(),
-        ) {
+    // The first of our cookies that one of the client's proofs matches.
+    let mut cookie = None;
+    if let Some(cookies) = cookies {
+        let offered: Vec<&str> = ch
+            .proof
+            .iter()
+            .chain(ch.proofs.iter().take(MAX_EXTRA_PROOFS))
+            .map(String::as_str)
+            .collect();
+        cookie = cookies.all().find(|c| {
+            offered.iter().any(|p| {
+                verify(
+                    c,
+                    CLIENT_LABEL,
+                    &ns,
+                    &ch.nonce,
+                    &ch.hello.name,
+                    &me.name,
+                    Some(p),
+                )
+            })
+        });
+        if cookie.is_none() {
             let _ = write_frame(
                 io,
                 &Verdict {
@@ -234,7 +283,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     me: &Hello,
-    cookie: Option<&[u8]>,
+    cookies: Option<&Cookies>,
 ) -> Result<Hello, HandshakeError> {
     let sh: ServerHello = read_frame(io).await?;
     if sh.proto != PROTO {
@@ -248,13 +297,18 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
     }
     refuse_own_name(&sh.hello, me)?;
     let nc = nonce();
-    let p = cookie.map(|c| proof(c, CLIENT_LABEL, &sh.nonce, &nc, &me.name, &sh.hello.name));
+    let client_proof = |c: &[u8]| proof(c, CLIENT_LABEL, &sh.nonce, &nc, &me.name, &sh.hello.name);
     write_frame(
         io,
         &ClientHello {
             hello: me.clone(),
             nonce: nc.clone(),
-            proof: p,
+            proof: cookies.map(|c| client_proof(&c.primary)),
+            proofs: cookies
+                .and_then(|c| c.previous.as_deref())
+                .map(client_proof)
+                .into_iter()
+                .collect(),
         },
     )
     .await
@@ -267,16 +321,19 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
             v.error.unwrap_or_default()
         )));
     }
-    if let Some(cookie) = cookie {
-        if !verify(
-            cookie,
-            SERVER_LABEL,
-            &sh.nonce,
-            &nc,
-            &me.name,
-            &sh.hello.name,
-            v.proof.as_deref(),
-        ) {
+    if let Some(cookies) = cookies {
+        let proven = cookies.all().any(|c| {
+            verify(
+                c,
+                SERVER_LABEL,
+                &sh.nonce,
+                &nc,
+                &me.name,
+                &sh.hello.name,
+                v.proof.as_deref(),
+            )
+        });
+        if !proven {
             return Err(HandshakeError::Refused(format!(
                 "{} failed the cookie challenge",
                 sh.hello.name
@@ -295,59 +352,32 @@ pub struct PeerTls {
     pub connector: tokio_rustls::TlsConnector,
 }
 
-fn load_certs(path: &str, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let f = std::fs::File::open(path).with_context(|| format!("{what}: {path}"))?;
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(f))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{what}: {path} is not PEM"))?;
-    anyhow::ensure!(!certs.is_empty(), "{what}: no certificate in {path}");
-    Ok(certs)
-}
-
-fn load_key(path: &str) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let f = std::fs::File::open(path).with_context(|| format!("tls.keyFile: {path}"))?;
-    rustls_pemfile::private_key(&mut std::io::BufReader::new(f))
-        .with_context(|| format!("tls.keyFile: {path} is not PEM"))?
-        .with_context(|| format!("tls.keyFile: no private key in {path}"))
-}
-
 impl PeerTls {
-    /// Both sides present a certificate that chains to the CA; both verify the other's.
+    /// Both sides present a certificate that chains to the CA; both verify the other's. The
+    /// certificate, key and trust bundle follow their files (see [`crate::tls_reload`]).
     pub fn load(cert_file: &str, key_file: &str, ca_file: &str) -> anyhow::Result<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let certs = load_certs(cert_file, "tls.certFile")?;
-        let key = load_key(key_file)?;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in load_certs(ca_file, "tls.caFile")? {
-            roots
-                .add(c)
-                .context("tls.caFile: unusable CA certificate")?;
-        }
-        let roots = Arc::new(roots);
-        let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            roots.clone(),
+        let files = TlsWatcher::load(
+            TlsPaths {
+                cert: cert_file.into(),
+                key: key_file.into(),
+                ca: Some(ca_file.into()),
+            },
             provider.clone(),
-        )
-        .build()
-        .context("tls: client verifier")?;
+        )?;
+        files.watch(crate::tls_reload::interval_from_env());
         let mut sc = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .context("tls: protocol versions")?
-            .with_client_cert_verifier(client_verifier)
-            .with_single_cert(certs.clone(), key.clone_key())
-            .context("tls: certificate and key do not match")?;
+            .with_client_cert_verifier(files.client_verifier())
+            .with_cert_resolver(files.server_resolver());
         sc.alpn_protocols = vec![b"h2".to_vec()];
-        let server_verifier =
-            rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .context("tls: server verifier")?;
         let mut cc = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .context("tls: protocol versions")?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly(server_verifier)))
-            .with_client_auth_cert(certs, key)
-            .context("tls: client certificate")?;
+            .with_custom_certificate_verifier(Arc::new(ChainOnly(files.server_verifier())))
+            .with_client_cert_resolver(files.client_resolver());
         cc.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Self {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(sc)),
@@ -360,7 +390,7 @@ impl PeerTls {
 /// discovery, and every pod shares the cluster's certificate. Identity is the CA signature plus
 /// the name in the handshake that follows.
 #[derive(Debug)]
-struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+struct ChainOnly(Arc<dyn ServerCertVerifier>);
 
 impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
@@ -421,10 +451,47 @@ mod tests {
         server_cookie: Option<&'static [u8]>,
         client_cookie: Option<&'static [u8]>,
     ) -> (Result<Hello, HandshakeError>, Result<Hello, HandshakeError>) {
+        let one = |c: Option<&[u8]>| c.map(|c| Cookies::new(c, None));
+        rotating(one(server_cookie), one(client_cookie)).await
+    }
+
+    async fn rotating(
+        server: Option<Cookies>,
+        client: Option<Cookies>,
+    ) -> (Result<Hello, HandshakeError>, Result<Hello, HandshakeError>) {
         let (mut a, mut b) = tokio::io::duplex(8192);
-        let s = tokio::spawn(async move { accept(&mut a, &hello("s"), server_cookie).await });
-        let c = connect(&mut b, &hello("c"), client_cookie).await;
+        let s = tokio::spawn(async move { accept(&mut a, &hello("s"), server.as_ref()).await });
+        let c = connect(&mut b, &hello("c"), client.as_ref()).await;
         (s.await.unwrap(), c)
+    }
+
+    fn ring(primary: &str, previous: Option<&str>) -> Cookies {
+        Cookies::new(primary.as_bytes(), previous.map(|p| p.as_bytes().to_vec()))
+    }
+
+    #[tokio::test]
+    async fn a_rotation_talks_to_both_sides_of_the_roll() {
+        let old = || ring("old", None);
+        let mid = || ring("new", Some("old"));
+        let new = || ring("new", None);
+        // Every step of old -> {new, previous old} -> new shares a cookie, in both directions.
+        for (s, c) in [
+            (old(), mid()),
+            (mid(), old()),
+            (mid(), mid()),
+            (mid(), new()),
+            (new(), mid()),
+        ] {
+            let what = format!("{s:?} <- {c:?}");
+            let (sr, cr) = rotating(Some(s), Some(c)).await;
+            assert!(sr.is_ok() && cr.is_ok(), "{what}");
+        }
+        // Nodes with no cookie in common still refuse each other.
+        let (s, c) = rotating(Some(old()), Some(new())).await;
+        assert!(s.unwrap_err().is_auth(), "old server, new client");
+        assert!(c.unwrap_err().is_auth());
+        let (s, _) = rotating(Some(ring("new", Some("older"))), Some(ring("old", None))).await;
+        assert!(s.unwrap_err().is_auth(), "a previous cookie is no wildcard");
     }
 
     #[tokio::test]
@@ -482,7 +549,8 @@ mod tests {
     #[tokio::test]
     async fn oversized_frames_are_refused() {
         let (mut a, mut b) = tokio::io::duplex(8192);
-        let s = tokio::spawn(async move { accept(&mut a, &hello("s"), Some(b"k")).await });
+        let k = Cookies::new(b"k".as_slice(), None);
+        let s = tokio::spawn(async move { accept(&mut a, &hello("s"), Some(&k)).await });
         let _: ServerHello = read_frame(&mut b).await.unwrap();
         b.write_all(&(1_000_000u32).to_be_bytes()).await.unwrap();
         assert!(s.await.unwrap().unwrap_err().is_auth());

@@ -24,6 +24,7 @@ use std::time::Duration;
 use erlmcp_crds::Discovery;
 
 use crate::config::{ConfigError, ConfigErrors, Env, RuntimeConfig};
+use auth::Cookies;
 use detector::DetectorParams;
 
 pub use peer::ClusterNode;
@@ -43,7 +44,8 @@ pub struct ClusterSettings {
     pub namespace: Option<String>,
     /// The ErlmcpCluster to report into.
     pub cluster_name: Option<String>,
-    pub cookie: Option<Vec<u8>>,
+    /// The cookie (and, during a rotation, the previous one).
+    pub cookie: Option<Cookies>,
     /// Mutual TLS on the peer channel: (cert, key, CA).
     pub tls: Option<(String, String, String)>,
     pub detector: DetectorParams,
@@ -243,7 +245,12 @@ pub fn settings(cfg: &RuntimeConfig, env: &dyn Env) -> Result<ClusterSettings, C
         },
         _ => None,
     };
-    let cookie = cfg.cookie.as_ref().map(|c| c.as_bytes().to_vec());
+    let cookie = cfg.cookie.as_ref().map(|c| {
+        Cookies::new(
+            c.as_bytes(),
+            cfg.previous_cookie.as_ref().map(|p| p.as_bytes().to_vec()),
+        )
+    });
     if !matches!(discovery, Discovery::None) && cookie.is_none() && tls.is_none() {
         err(
             &mut errs,
@@ -252,7 +259,7 @@ pub fn settings(cfg: &RuntimeConfig, env: &dyn Env) -> Result<ClusterSettings, C
         );
     }
     if let Some(c) = &cookie {
-        if c.len() < 16 && !matches!(discovery, Discovery::None) {
+        if c.primary.len() < 16 && !matches!(discovery, Discovery::None) {
             tracing::warn!(
                 "the cluster cookie is shorter than 16 bytes; use `openssl rand -base64 48`"
             );

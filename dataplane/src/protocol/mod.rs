@@ -97,6 +97,8 @@ pub struct CoreParts {
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<Metrics>,
     pub cookie: Option<String>,
+    /// The cookie being rotated out (verifies request state signed before the rotation).
+    pub previous_cookie: Option<String>,
     pub page_size: usize,
     pub authenticated: bool,
     pub request_timeout: Duration,
@@ -130,7 +132,8 @@ impl Core {
             cluster: p.cluster,
             lifecycle: p.lifecycle,
             metrics: p.metrics,
-            state_key: mrtr::StateKey::new(p.cookie.as_deref()),
+            state_key: mrtr::StateKey::new(p.cookie.as_deref())
+                .with_previous(p.previous_cookie.as_deref()),
             events: broadcast::channel(1024).0,
             page_size: p.page_size,
             cache_scope: if p.authenticated { "private" } else { "public" },

@@ -17,21 +17,30 @@ type HmacSha256 = Hmac<Sha256>;
 /// How long a requestState stays valid.
 pub const STATE_TTL_SECS: u64 = 600;
 
-pub struct StateKey(Vec<u8>);
+/// Signs with the primary key; during a cookie rotation also verifies with the previous one.
+pub struct StateKey(Vec<u8>, Option<Vec<u8>>);
+
+fn derive(cookie: &str) -> Vec<u8> {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    h.update(b"erlmcp-request-state:");
+    h.update(cookie.as_bytes());
+    h.finalize().to_vec()
+}
 
 impl StateKey {
     /// From the cluster cookie when there is one (every node agrees), else random per process.
     pub fn new(cookie: Option<&str>) -> Self {
         match cookie {
-            Some(c) => {
-                use sha2::Digest;
-                let mut h = Sha256::new();
-                h.update(b"erlmcp-request-state:");
-                h.update(c.as_bytes());
-                Self(h.finalize().to_vec())
-            }
-            None => Self(rand::random::<[u8; 32]>().to_vec()),
+            Some(c) => Self(derive(c), None),
+            None => Self(rand::random::<[u8; 32]>().to_vec(), None),
         }
+    }
+
+    /// Also accept state signed with the cookie being rotated out.
+    pub fn with_previous(mut self, previous: Option<&str>) -> Self {
+        self.1 = previous.map(derive);
+        self
     }
 
     fn mac(&self, data: &[u8]) -> Vec<u8> {
@@ -59,10 +68,14 @@ impl StateKey {
         let bad = |why: &str| RpcError::invalid_params(format!("Invalid requestState: {why}"));
         let (body, sig) = state.split_once('.').ok_or_else(|| bad("malformed"))?;
         let sig = B64.decode(sig).map_err(|_| bad("malformed signature"))?;
-        let mut m = HmacSha256::new_from_slice(&self.0).expect("hmac key");
-        m.update(body.as_bytes());
-        m.verify_slice(&sig)
-            .map_err(|_| bad("integrity check failed"))?;
+        let signed_by = |key: &[u8]| {
+            let mut m = HmacSha256::new_from_slice(key).expect("hmac key");
+            m.update(body.as_bytes());
+            m.verify_slice(&sig).is_ok()
+        };
+        if !(signed_by(&self.0) || self.1.as_deref().is_some_and(signed_by)) {
+            return Err(bad("integrity check failed"));
+        }
         let payload: Value =
             serde_json::from_slice(&B64.decode(body).map_err(|_| bad("malformed body"))?)
                 .map_err(|_| bad("malformed body"))?;
@@ -138,6 +151,13 @@ mod tests {
         assert!(StateKey::new(Some("other"))
             .verify(&s, "tools/call:x", Some("alice"))
             .is_err());
+        // Mid-rotation, a node with the new cookie still verifies state from an old node.
+        let rotated = StateKey::new(Some("other")).with_previous(Some("cookie"));
+        assert!(rotated.verify(&s, "tools/call:x", Some("alice")).is_ok());
+        let fresh = rotated.sign("tools/call:x", None, json!(1));
+        assert!(StateKey::new(Some("other"))
+            .verify(&fresh, "tools/call:x", None)
+            .is_ok());
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub fn dataplane_config(cluster: &ErlmcpCluster, names: &Names) -> DataplaneConf
             },
             port: spec.cluster.port,
             cookie_file: Some(format!("{COOKIE_DIR}/{cookie_key}")),
+            // Present only while a rotation is under way (see the README's cookie rotation).
+            previous_cookie_file: Some(format!(
+                "{COOKIE_DIR}/{}",
+                previous_cookie_key(&cookie_key)
+            )),
             cluster_name: Some(names.cluster.clone()),
         },
         logging: spec.logging.clone(),
@@ -109,9 +114,16 @@ pub fn config_map(cluster: &ErlmcpCluster, names: &Names) -> Child {
     Child::new("v1", "ConfigMap", &cm)
 }
 
-/// SHA-256 over the config file and the contents of every Secret the pods mount. Stored on the
-/// pod template, so any change rolls the pods (Secrets mounted as files would update in place,
-/// but env and in-memory state would not).
+/// The cookie Secret key holding the cookie being rotated out: `<key>-previous`.
+pub fn previous_cookie_key(key: &str) -> String {
+    format!("{key}-previous")
+}
+
+/// SHA-256 over the config file and the contents of every Secret the pods mount, except the TLS
+/// Secret. Stored on the pod template, so any change rolls the pods (Secrets mounted as files
+/// update in place, but env and in-memory state would not). The data plane re-reads its TLS
+/// files when they change, so a renewed certificate (cert-manager's or the operator CA's) must
+/// not restart every pod.
 pub fn checksum(
     config: &Child,
     cluster: &ErlmcpCluster,
@@ -125,7 +137,11 @@ pub fn checksum(
             .unwrap_or_default()
             .as_bytes(),
     );
+    let tls = tls_secret_name(cluster, names);
     for secret in mounted_secrets(cluster, names) {
+        if Some(&secret) == tls.as_ref() {
+            continue;
+        }
         h.update(b"\0secret\0");
         h.update(secret.as_bytes());
         if let Some(data) = ctx.secret_data.get(&secret) {
@@ -244,6 +260,12 @@ spec:
         );
         let b = checksum(&cm, &c, &names, &ctx);
         assert_ne!(a, b, "secret content changes the checksum");
+        // previous cookie for rotation is mounted from the same Secret
+        let cfg = dataplane_config(&c, &names);
+        assert_eq!(
+            cfg.cluster.previous_cookie_file.as_deref(),
+            Some("/etc/erlmcp/cookie/cookie-previous")
+        );
         let mut c2 = c.clone();
         c2.spec.logging.level = "debug".into();
         let cm2 = config_map(&c2, &names);
@@ -252,5 +274,39 @@ spec:
             checksum(&cm2, &c2, &names, &ctx),
             "config changes the checksum"
         );
+    }
+
+    #[test]
+    fn renewed_tls_material_leaves_the_checksum_alone() {
+        for tls in [
+            "tls: {operatorCa: {}}",
+            "tls: {issuerRef: {name: ca}}",
+            "tls: {secretName: mine}",
+        ] {
+            let c = fixtures::cluster(&format!("metadata: {{name: mcp}}\nspec:\n  {tls}\n"));
+            let names = Names::of(&c);
+            let cm = config_map(&c, &names);
+            let secret = tls_secret_name(&c, &names).unwrap();
+            assert!(
+                mounted_secrets(&c, &names).contains(&secret),
+                "{tls}: mounted"
+            );
+            let mut ctx = BuildContext::default();
+            let cert = |pem: &[u8]| BTreeMap::from([("tls.crt".to_string(), pem.to_vec())]);
+            ctx.secret_data.insert(secret.clone(), cert(b"first"));
+            let before = checksum(&cm, &c, &names, &ctx);
+            ctx.secret_data.insert(secret, cert(b"renewed"));
+            assert_eq!(before, checksum(&cm, &c, &names, &ctx), "{tls}: no roll");
+            // The cookie still rolls the pods.
+            ctx.secret_data.insert(
+                cookie_secret_name(&c, &names),
+                BTreeMap::from([("cookie".to_string(), b"new".to_vec())]),
+            );
+            assert_ne!(
+                before,
+                checksum(&cm, &c, &names, &ctx),
+                "{tls}: cookie rolls"
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Pure builders: an `ErlmcpCluster` (plus what the reconciler observed) in, the objects the
 //! operator wants to exist out. No client, no clock, no I/O: unit-tested from fixture specs.
 
+pub mod ca;
 mod configmap;
 mod hpa;
 mod merge;
@@ -23,7 +24,6 @@ use serde_json::Value;
 pub use configmap::{dataplane_config, mounted_secrets, CONFIG_FILE, CONFIG_KEY};
 pub use merge::json_merge;
 pub use secrets::{generate_cookie, COOKIE_KEY, GENERATED_ANNOTATION, GENERATED_PLACEHOLDER};
-pub use tls::generate_operator_ca;
 
 /// Field manager for everything the operator applies.
 pub const FIELD_MANAGER: &str = "erlmcp-operator";
@@ -160,6 +160,8 @@ pub struct Names {
     pub config_map: String,
     pub cookie_secret: String,
     pub tls_secret: String,
+    /// The operator CA (certificate and key); never mounted.
+    pub ca_secret: String,
     pub service_account: String,
 }
 
@@ -178,6 +180,7 @@ impl Names {
             config_map: format!("{name}-config"),
             cookie_secret: format!("{name}-cookie"),
             tls_secret: format!("{name}-tls"),
+            ca_secret: format!("{name}-ca"),
             service_account: format!("{name}-dataplane"),
             namespace,
             cluster: name,
@@ -274,8 +277,9 @@ pub fn image(cluster: &ErlmcpCluster, ctx: &BuildContext) -> String {
         .unwrap_or_else(|| ctx.default_image.clone())
 }
 
-/// The objects created once and never rewritten (generated Secrets). They depend on the spec
-/// alone, so the reconciler creates them before reading the Secret contents [`build`] needs.
+/// The Secrets the operator generates: the cookie (created once, never rewritten) and the
+/// operator CA's two Secrets (created, then renewed by [`ca`]'s decisions). They depend on the
+/// spec alone, so the reconciler creates them before reading the Secret contents [`build`] needs.
 pub fn generated(cluster: &ErlmcpCluster, names: &Names) -> Vec<Child> {
     let spec = &cluster.spec;
     let mut out = Vec::new();
@@ -283,6 +287,7 @@ pub fn generated(cluster: &ErlmcpCluster, names: &Names) -> Vec<Child> {
         out.push(secrets::cookie_secret(cluster, names));
     }
     if spec.tls.as_ref().is_some_and(|t| t.operator_ca.is_some()) {
+        out.push(tls::ca_secret_placeholder(cluster, names));
         out.push(tls::operator_ca_placeholder(cluster, names));
     }
     out

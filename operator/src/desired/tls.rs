@@ -52,8 +52,8 @@ pub fn certificate(cluster: &ErlmcpCluster, names: &Names) -> Child {
     }
 }
 
-/// The operator-CA Secret with placeholders; the reconciler fills it with
-/// [`generate_operator_ca`] right before creating it.
+/// The pods' TLS Secret of an operator CA, with placeholders; the reconciler fills and renews it
+/// (see [`super::ca`]).
 pub fn operator_ca_placeholder(cluster: &ErlmcpCluster, names: &Names) -> Child {
     let mut meta = child_meta(cluster, &names.tls_secret);
     meta.annotations = Some(BTreeMap::from([(
@@ -74,52 +74,25 @@ pub fn operator_ca_placeholder(cluster: &ErlmcpCluster, names: &Names) -> Child 
     Child::new("v1", "Secret", &secret)
 }
 
-/// A fresh CA and a certificate for every pod name, PEM-encoded: (`ca.crt`, `tls.crt`, `tls.key`).
-pub fn generate_operator_ca(
-    names: &Names,
-    validity_days: u32,
-) -> anyhow::Result<BTreeMap<String, String>> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        KeyUsagePurpose,
+/// The Secret holding the operator CA's certificate and key, with placeholders; see [`super::ca`].
+pub fn ca_secret_placeholder(cluster: &ErlmcpCluster, names: &Names) -> Child {
+    let mut meta = child_meta(cluster, &names.ca_secret);
+    meta.annotations = Some(BTreeMap::from([(
+        GENERATED_ANNOTATION.to_string(),
+        "true".to_string(),
+    )]));
+    let secret = Secret {
+        metadata: meta,
+        type_: Some("Opaque".into()),
+        string_data: Some(
+            [super::ca::CA_CERT_KEY, super::ca::CA_KEY_KEY]
+                .iter()
+                .map(|k| (k.to_string(), GENERATED_PLACEHOLDER.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
     };
-    let now = time::OffsetDateTime::now_utc();
-    let until = now + time::Duration::days(validity_days as i64);
-
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, format!("erlmcp {} CA", names.cluster));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params.not_before = now - time::Duration::minutes(5);
-    ca_params.not_after = until;
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-
-    let mut params = CertificateParams::new(dns_names(names))?;
-    params.distinguished_name.push(
-        DnType::CommonName,
-        format!("{}.{}", names.cluster, names.namespace),
-    );
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = until;
-    let key = KeyPair::generate()?;
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let cert = params.signed_by(&key, &issuer)?;
-    Ok(BTreeMap::from([
-        ("ca.crt".to_string(), ca_cert.pem()),
-        ("tls.crt".to_string(), cert.pem()),
-        ("tls.key".to_string(), key.serialize_pem()),
-    ]))
+    Child::new("v1", "Secret", &secret)
 }
 
 #[cfg(test)]
@@ -150,15 +123,5 @@ mod tests {
             cert["metadata"]["ownerReferences"][0]["kind"],
             "ErlmcpCluster"
         );
-    }
-
-    #[test]
-    fn operator_ca_issues_a_pem_chain() {
-        let c = fixtures::minimal();
-        let pem = generate_operator_ca(&Names::of(&c), 30).unwrap();
-        assert!(pem["ca.crt"].starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(pem["tls.crt"].starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(pem["tls.key"].contains("PRIVATE KEY"));
-        assert_ne!(pem["ca.crt"], pem["tls.crt"]);
     }
 }

@@ -25,6 +25,7 @@ use crate::events::{ChildReason, ChildRef, Events};
 use crate::metrics::Metrics;
 use crate::status::{self, Outcome};
 
+pub mod ca;
 mod error;
 pub use error::Error;
 
@@ -115,6 +116,7 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
     }
     let names = Names::of(cluster);
     ensure_generated_secrets(ctx, cluster, &names).await?;
+    let tls_check = renew_operator_ca(ctx, cluster, &names).await?;
     let secrets = read_secret_data(ctx, cluster, &names).await?;
     let desired = desired::build(
         cluster,
@@ -139,9 +141,36 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
             failure,
             skipped: &desired.skipped,
             missing_secrets: &secrets.missing,
+            tls_check,
         },
     )
     .await
+}
+
+/// The operator CA's renewal pass; when to come back for the next step.
+async fn renew_operator_ca(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+    names: &Names,
+) -> Result<Option<Duration>, Error> {
+    let Some(_) = cluster
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.operator_ca.as_ref())
+    else {
+        return Ok(None);
+    };
+    let r = ca::renew(&ctx.client, cluster, names, time::OffsetDateTime::now_utc())
+        .await
+        .map_err(Error::GeneratedSecret)?;
+    if !r.steps.is_empty() {
+        let note = format!("operator CA: {:?}", r.steps);
+        ctx.events
+            .cluster(cluster, false, "CertificatesRenewed", &note)
+            .await;
+    }
+    Ok(Some(r.next))
 }
 
 /// An invalid spec is a condition, not a retry loop: report it and wait for the next change.
@@ -179,7 +208,8 @@ async fn report_paused(ctx: &Context, cluster: &ErlmcpCluster) -> Result<Action,
     Ok(Action::requeue(RESYNC))
 }
 
-/// Generated Secrets first: created once, never rewritten.
+/// Generated Secrets first: the cookie is created once, never rewritten (the operator CA's
+/// Secrets have their own step, [`renew_operator_ca`]).
 async fn ensure_generated_secrets(
     ctx: &Context,
     cluster: &ErlmcpCluster,
@@ -187,14 +217,12 @@ async fn ensure_generated_secrets(
 ) -> Result<(), Error> {
     let ns = cluster.namespace().unwrap_or_default();
     for child in &desired::generated(cluster, names) {
-        let created = apply::create_once(
-            &ctx.client,
-            &ns,
-            child,
-            fill_generated(child, names, cluster),
-        )
-        .await
-        .map_err(Error::GeneratedSecret)?;
+        if child.name == names.tls_secret || child.name == names.ca_secret {
+            continue;
+        }
+        let created = apply::create_once(&ctx.client, &ns, child, fill_generated())
+            .await
+            .map_err(Error::GeneratedSecret)?;
         if created {
             info!(kind = %child.kind, name = %child.name, "created");
             ctx.events
@@ -205,26 +233,10 @@ async fn ensure_generated_secrets(
     Ok(())
 }
 
-/// Fill a generated object's placeholders right before it is created.
-fn fill_generated(
-    child: &desired::Child,
-    names: &Names,
-    cluster: &ErlmcpCluster,
-) -> impl FnOnce(&mut Value) -> anyhow::Result<()> {
-    let is_tls = child.name == names.tls_secret;
-    let names = names.clone();
-    let validity = cluster
-        .spec
-        .tls
-        .as_ref()
-        .and_then(|t| t.operator_ca.as_ref())
-        .map_or(365, |ca| ca.validity_days);
+/// Fill the cookie's placeholder right before it is created.
+fn fill_generated() -> impl FnOnce(&mut Value) -> anyhow::Result<()> {
     move |obj: &mut Value| {
-        let data: BTreeMap<String, String> = if is_tls {
-            desired::generate_operator_ca(&names, validity)?
-        } else {
-            BTreeMap::from([(desired::COOKIE_KEY.to_string(), desired::generate_cookie())])
-        };
+        let data = BTreeMap::from([(desired::COOKIE_KEY.to_string(), desired::generate_cookie())]);
         obj["stringData"] = serde_json::to_value(&data)?;
         debug_assert!(!obj.to_string().contains(GENERATED_PLACEHOLDER));
         Ok(())
@@ -386,6 +398,8 @@ struct Reconciled<'a> {
     failure: Option<Error>,
     skipped: &'a [String],
     missing_secrets: &'a [String],
+    /// When the operator CA's next renewal step is due.
+    tls_check: Option<Duration>,
 }
 
 /// Write the status, publish what went wrong, and choose when to come back.
@@ -444,7 +458,10 @@ async fn report_status_and_events(
         .conditions
         .iter()
         .any(|c| c.type_ == condition::READY && c.status == "True");
-    Ok(Action::requeue(if ready { RESYNC } else { CONVERGING }))
+    let after = if ready { RESYNC } else { CONVERGING };
+    Ok(Action::requeue(
+        done.tls_check.map_or(after, |t| t.min(after)),
+    ))
 }
 
 fn refused_outcome(e: &Error) -> Option<Outcome> {

@@ -66,6 +66,12 @@ const NOT_SEEN_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[
         "update",
         "owner references with blockOwnerDeletion, where OwnerReferencesPermissionEnforcement is on",
     ),
+    (
+        "",
+        "secrets",
+        "update",
+        "the operator CA's renewals replace its Secrets at the read resourceVersion (days apart)",
+    ),
 ];
 
 #[test]

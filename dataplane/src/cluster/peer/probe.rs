@@ -28,7 +28,7 @@ impl ClusterNode {
             .map_err(|_| HandshakeError::Io("connect timed out".into()))?
             .map_err(|e| HandshakeError::Io(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
-        let cookie = self.settings.cookie.as_deref();
+        let cookie = self.settings.cookie.as_ref();
         let fut = async {
             let mut io: Box<dyn Io> = match &self.tls {
                 None => Box::new(tcp),

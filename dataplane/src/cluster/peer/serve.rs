@@ -49,7 +49,7 @@ impl ClusterNode {
                         .map_err(|e| HandshakeError::Refused(format!("TLS: {e}")))?,
                 ),
             };
-            let hello = auth::accept(&mut io, &self.me, cookie.as_deref()).await?;
+            let hello = auth::accept(&mut io, &self.me, cookie.as_ref()).await?;
             Ok::<_, HandshakeError>((hello, io))
         };
         let (hello, io) = match tokio::time::timeout(auth::HANDSHAKE_TIMEOUT, fut).await {
