@@ -79,6 +79,10 @@ use crate::status::ErlmcpClusterStatus;
     )
 )]
 #[serde(rename_all = "camelCase")]
+// Transition rules (checked on update only, by servers with CEL): the session volume is part of
+// the StatefulSet's identity; the operator refuses these changes too, for servers without CEL.
+#[x_kube(validation = kube::core::Rule::new("has(self.storage) == has(oldSelf.storage)")
+    .message("spec.storage cannot be added or removed after creation: create a new cluster"))]
 pub struct ErlmcpClusterSpec {
     /// Number of erlmcp pods. Default 3. Also the target of `kubectl scale` and of the
     /// HorizontalPodAutoscaler (which owns it while `autoscaling.enabled` is true).
@@ -149,9 +153,16 @@ pub struct ErlmcpClusterSpec {
     /// Extra environment variables for the erlmcp container (after the operator's own).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
-    /// StatefulSet update strategy. Default RollingUpdate.
+    /// StatefulSet update strategy. Default RollingUpdate. A `rollingUpdate.partition` equal to
+    /// `replicas` pauses a rollout; `OnDelete` leaves every pod to you.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_strategy: Option<StatefulSetUpdateStrategy>,
+    /// Seconds a rollout may go without progress (a pod updated or becoming ready) before it is
+    /// reported stalled: `Progressing=False` (RolloutStalled), `Degraded=True`, an event, and
+    /// the pods not yet updated are held on the old template. Default 600.
+    #[serde(default = "default_progress_deadline")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub progress_deadline_seconds: i64,
     /// Seconds a pod has to drain on shutdown (finish requests, close streams). Default 30.
     #[serde(default = "default_grace")]
     #[schemars(range(min = 1, max = 3600))]
@@ -271,10 +282,16 @@ impl Default for ServiceSpec {
 }
 
 /// The session volume.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+// (accessModes is checked by the operator only: comparing unbounded lists in CEL can exceed
+// the server's cost budget and make the whole CRD unacceptable.)
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.storageClassName) ? self.storageClassName : '') == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')"
+).message("spec.storage.storageClassName cannot change after creation"))]
 pub struct StorageSpec {
-    /// Size of each pod's volume, e.g. `1Gi`.
+    /// Size of each pod's volume, e.g. `1Gi`. May grow (the operator expands each claim, which
+    /// needs a StorageClass with `allowVolumeExpansion`), never shrink.
     pub size: Quantity,
     /// StorageClass. Default: the cluster's default class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,6 +299,25 @@ pub struct StorageSpec {
     /// Access modes. Default [ReadWriteOnce].
     #[serde(default = "default_access_modes")]
     pub access_modes: Vec<String>,
+    /// What happens to the claims when the cluster is deleted or scaled down (Kubernetes 1.23+;
+    /// older servers keep every claim). Default: Retain both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistent_volume_claim_retention_policy: Option<ClaimRetentionPolicy>,
+}
+
+/// The StatefulSet's `persistentVolumeClaimRetentionPolicy`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRetentionPolicy {
+    /// Retain or Delete the claims when the ErlmcpCluster is deleted. Default Retain.
+    #[serde(default = "default_retain")]
+    #[schemars(regex(pattern = r"^(Retain|Delete)$"))]
+    pub when_deleted: String,
+    /// Retain or Delete the claims of pods removed by a scale-down. Default Retain (a pod that
+    /// comes back finds its sessions; stale ones expire on restore).
+    #[serde(default = "default_retain")]
+    #[schemars(regex(pattern = r"^(Retain|Delete)$"))]
+    pub when_scaled: String,
 }
 
 /// Horizontal autoscaling.
@@ -470,6 +506,12 @@ fn default_peer_port() -> u16 {
 }
 fn default_grace() -> i64 {
     30
+}
+fn default_progress_deadline() -> i64 {
+    600
+}
+fn default_retain() -> String {
+    "Retain".into()
 }
 fn default_issuer_kind() -> String {
     "Issuer".into()

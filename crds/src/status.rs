@@ -39,6 +39,10 @@ pub struct ErlmcpClusterStatus {
     /// Where clients reach the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<EndpointsStatus>,
+    /// When the rollout under way last made progress (a pod updated or became ready), RFC 3339;
+    /// `spec.progressDeadlineSeconds` counts from here. Absent when no rollout is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_progress_time: Option<String>,
     /// Ready, Available, Progressing, Degraded, ClusterHealthy, ReconcileSuccess.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_list_map")]

@@ -164,6 +164,25 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
         if storage.size.0.trim().is_empty() {
             errs.push("spec.storage.size", "is required, e.g. 1Gi");
         }
+        if let Some(p) = &storage.persistent_volume_claim_retention_policy {
+            for (field, v) in [
+                ("whenDeleted", &p.when_deleted),
+                ("whenScaled", &p.when_scaled),
+            ] {
+                if v != "Retain" && v != "Delete" {
+                    errs.push(
+                        format!("spec.storage.persistentVolumeClaimRetentionPolicy.{field}"),
+                        "must be Retain or Delete",
+                    );
+                }
+            }
+        }
+    }
+    if !(30..=86400).contains(&spec.progress_deadline_seconds) {
+        errs.push(
+            "spec.progressDeadlineSeconds",
+            "must be between 30 and 86400",
+        );
     }
 
     if let Some(hpa) = &spec.autoscaling {

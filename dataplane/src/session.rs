@@ -73,7 +73,8 @@ impl Session {
         self.last_seen_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
-    fn idle_for(&self) -> Duration {
+    /// How long since the last request of this session.
+    pub fn idle_for(&self) -> Duration {
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_seen_ms.load(Ordering::Relaxed)))
     }
@@ -390,8 +391,15 @@ impl SessionRegistry {
         Ok(s)
     }
 
-    /// Re-create a session under its old id (its owner restarted with the session volume).
-    /// Refused for ids another node owns, ids already present, or beyond the session limit.
+    /// Sessions idle longer than this expire.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// Re-create a session under its old id (its owner restarted with the session volume), idle
+    /// for as long as it was before: it expires when it would have had the pod not restarted.
+    /// Refused for ids another node owns, ids already present, sessions already past the idle
+    /// timeout, or beyond the session limit.
     pub fn restore(
         &self,
         id: &str,
@@ -399,8 +407,13 @@ impl SessionRegistry {
         client_capabilities: Value,
         client_info: Value,
         transport: &'static str,
+        idle: Duration,
     ) -> Option<Arc<Session>> {
-        if !self.owned_here(id)
+        let now = Instant::now();
+        // An Instant that far back may not exist (shortly after boot): count from now then.
+        let epoch = now.checked_sub(idle).unwrap_or(now);
+        if idle > self.idle_timeout
+            || !self.owned_here(id)
             || crate::node::session_owner(id).is_none()
             || self.sessions.contains_key(id)
             || self.sessions.len() >= self.max_sessions
@@ -421,7 +434,7 @@ impl SessionRegistry {
             standalone: Mutex::new(None),
             transport,
             last_seen_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch,
             closed: watch::channel(false).0,
             owner: std::sync::OnceLock::new(),
         });
@@ -576,6 +589,36 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert!(r.get(&a.id).is_none());
         assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn restored_sessions_keep_their_idle_time() {
+        let r = reg(10, Duration::from_secs(60));
+        let id = "n1~0123456789abcdef0123456789abcdef";
+        let expired = r.restore(
+            id,
+            Legacy::LATEST,
+            Value::Null,
+            Value::Null,
+            "http",
+            Duration::from_secs(61),
+        );
+        assert!(expired.is_none(), "past the idle timeout: not restored");
+        let s = r
+            .restore(
+                id,
+                Legacy::LATEST,
+                Value::Null,
+                Value::Null,
+                "http",
+                Duration::from_secs(59),
+            )
+            .expect("within the idle timeout");
+        assert!(
+            s.idle_for() >= Duration::from_secs(59),
+            "{:?}",
+            s.idle_for()
+        );
     }
 
     #[tokio::test]

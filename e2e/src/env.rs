@@ -288,6 +288,9 @@ impl TestEnv {
             .stderr(std::fs::File::create(&log_path)?);
         if self.local_plane.is_none() {
             cmd.arg("--remove-nodes-on-exit");
+        } else {
+            // The local plane has no storage of its own.
+            cmd.arg("--provision-volumes");
         }
         if tainted {
             cmd.args(["--node-taint", &format!("{RUNNER_TAINT}=true:NoSchedule")]);

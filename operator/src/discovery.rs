@@ -39,6 +39,7 @@ pub async fn capabilities(client: &Client) -> kube::Result<ServerCapabilities> {
         prometheus_rule: serves(client, "monitoring.coreos.com/v1", "PrometheusRule").await?,
         cert_manager: serves(client, "cert-manager.io/v1", "Certificate").await?,
         pdb_unhealthy_pod_eviction_policy: minor.is_some_and(|m| m >= 27),
+        pvc_retention_policy: minor.is_some_and(|m| m >= 23),
     })
 }
 

@@ -460,6 +460,7 @@ async fn old_servers_get_the_beta_api_versions() {
         prometheus_rule: false,
         cert_manager: false,
         pdb_unhealthy_pod_eviction_policy: false,
+        pvc_retention_policy: false,
     };
     let ctx = context(client, caps);
     let c = cluster(

@@ -60,6 +60,10 @@ struct Cli {
     /// Delete the Node objects (and their leases) on exit, for clusters that outlive the run.
     #[arg(long)]
     remove_nodes_on_exit: bool,
+    /// Serve PersistentVolumeClaims: a default StorageClass `erlmcp-local` whose claims get
+    /// host directories under the state dir (for control planes without storage).
+    #[arg(long)]
+    provision_volumes: bool,
 }
 
 fn parse_taint(s: &str) -> Result<Taint> {
@@ -128,6 +132,7 @@ async fn main() -> Result<()> {
         api_host,
         api_port,
         remove_nodes_on_exit: cli.remove_nodes_on_exit,
+        provision_volumes: cli.provision_volumes,
     };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

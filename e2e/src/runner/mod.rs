@@ -21,6 +21,7 @@ pub mod node;
 pub mod pod;
 pub mod probe;
 pub mod process;
+pub mod provisioner;
 pub mod volumes;
 
 use std::collections::{HashMap, HashSet};
@@ -64,6 +65,8 @@ pub struct Settings {
     pub api_port: u16,
     /// Delete the Node objects when the runner exits (for clusters that outlive the run).
     pub remove_nodes_on_exit: bool,
+    /// Run the [`provisioner`] (a default StorageClass and host-directory volumes).
+    pub provision_volumes: bool,
 }
 
 /// State shared by all pod workers.
@@ -159,7 +162,16 @@ pub async fn run(
         net,
         recorder,
     });
+    let (stop_provisioner, stopped) = watch::channel(false);
+    let provisioner = sh.settings.provision_volumes.then(|| {
+        let root = sh.settings.state_dir.join("volumes");
+        tokio::spawn(provisioner::run(client.clone(), root, stopped))
+    });
     let result = dispatch(sh.clone(), &nodes, shutdown).await;
+    let _ = stop_provisioner.send(true);
+    if let Some(p) = provisioner {
+        let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+    }
     sh.net.cleanup();
     if sh.settings.remove_nodes_on_exit {
         nodes.remove().await;

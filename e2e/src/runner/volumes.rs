@@ -3,8 +3,9 @@
 //! Secret, downward API) and downward API volumes are written with the kubelet's atomic writer
 //! (`..<timestamp>/` + `..data` symlink + one symlink per top-level entry) and re-synced while the
 //! pod runs, so a changed ConfigMap reaches a running pod like it would in a cluster; emptyDir is
-//! a plain directory. PersistentVolumeClaim, hostPath and other kinds are not supported: such a
-//! pod stays in ContainerCreating with a message saying so.
+//! a plain directory; a PersistentVolumeClaim bound to a host-directory volume (the runner's
+//! [`super::provisioner`] makes those) is that directory, linked in. hostPath and other kinds
+//! are not supported: such a pod stays in ContainerCreating with a message saying so.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, ServiceAccount, Volume,
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, PersistentVolume, PersistentVolumeClaim, Pod,
+    Secret, ServiceAccount, Volume,
 };
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -84,10 +86,23 @@ impl PodVolumes {
                         .with_context(|| format!("writing volume {:?}", v.name))?;
                     self.written.insert(v.name.clone(), files);
                 }
+            } else if let Some(claim) = &v.persistent_volume_claim {
+                if !dir.exists() {
+                    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+                    let host = self
+                        .claim_dir(&ns, &claim.claim_name)
+                        .await
+                        .with_context(|| format!("volume {:?}", v.name))?;
+                    std::fs::create_dir_all(&host)?;
+                    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o777))?;
+                    chown(&host, self.fs_group);
+                    if let Some(parent) = dir.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    symlink(&host, &dir)?;
+                }
             } else {
-                let kind = if v.persistent_volume_claim.is_some() {
-                    "persistentVolumeClaim (no provisioner in the pod runner)"
-                } else if v.host_path.is_some() {
+                let kind = if v.host_path.is_some() {
                     "hostPath"
                 } else {
                     "this volume type"
@@ -99,6 +114,27 @@ impl PodVolumes {
             }
         }
         Ok(())
+    }
+
+    /// The host directory of a bound claim's volume (the kubelet's WaitForAttach, in short).
+    async fn claim_dir(&self, ns: &str, claim: &str) -> Result<PathBuf> {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+        let pvc = claims
+            .get_opt(claim)
+            .await?
+            .ok_or_else(|| anyhow!("persistentvolumeclaim {claim:?} not found"))?;
+        let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        let Some(volume) = pvc.spec.and_then(|s| s.volume_name).filter(|_| bound) else {
+            bail!("persistentvolumeclaim {claim:?} is not bound yet");
+        };
+        let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
+        let pv = pvs.get(&volume).await?;
+        let path = pv
+            .spec
+            .and_then(|s| s.host_path)
+            .map(|h| PathBuf::from(h.path))
+            .ok_or_else(|| anyhow!("volume {volume:?} is not a host directory"))?;
+        Ok(path)
     }
 
     async fn payload(&mut self, pod: &Pod, ips: &PodIps, v: &Volume) -> Result<Files> {

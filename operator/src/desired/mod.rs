@@ -12,6 +12,7 @@ mod rbac;
 mod secrets;
 mod services;
 mod statefulset;
+mod strategy;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,8 @@ pub struct ServerCapabilities {
     /// PodDisruptionBudget `unhealthyPodEvictionPolicy` is honoured (beta and on by default in
     /// 1.27+); older servers drop the field.
     pub pdb_unhealthy_pod_eviction_policy: bool,
+    /// StatefulSet `persistentVolumeClaimRetentionPolicy` exists (1.23+); older servers drop it.
+    pub pvc_retention_policy: bool,
 }
 
 impl Default for ServerCapabilities {
@@ -60,6 +63,7 @@ impl Default for ServerCapabilities {
             prometheus_rule: true,
             cert_manager: true,
             pdb_unhealthy_pod_eviction_policy: true,
+            pvc_retention_policy: true,
         }
     }
 }
@@ -74,6 +78,9 @@ pub struct BuildContext {
     /// Contents of the Secrets the pods mount (generated and referenced), by Secret name, so the
     /// pod-template checksum changes when any of them does. Missing entries hash as absent.
     pub secret_data: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// A stalled rollout holds the pods below this ordinal on the old template (the
+    /// StatefulSet's rolling-update partition); see `status::rollout`.
+    pub partition_hold: Option<i32>,
 }
 
 impl BuildContext {
@@ -83,6 +90,7 @@ impl BuildContext {
             default_image: default_image(),
             capabilities,
             secret_data: BTreeMap::new(),
+            partition_hold: None,
         }
     }
 }

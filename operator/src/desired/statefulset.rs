@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use erlmcp_crds::{ErlmcpCluster, HEALTH_PORT, METRICS_PORT};
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
@@ -20,6 +20,7 @@ use super::configmap::{
     cookie_secret_name, referenced_secrets, tls_secret_name, CONFIG_DIR, CONFIG_FILE, CONFIG_KEY,
     COOKIE_DIR, SECRETS_DIR, SESSION_DIR, TLS_DIR,
 };
+use super::strategy::{retention_policy, update_strategy};
 use super::{
     child_meta, common_labels, image, json_merge, selector_labels, BuildContext, Child, Names,
     CHECKSUM_ANNOTATION,
@@ -349,12 +350,8 @@ pub fn statefulset(
             },
             // Pods of a cluster are peers, not a chain: start and stop them together.
             pod_management_policy: Some("Parallel".into()),
-            update_strategy: Some(spec.update_strategy.clone().unwrap_or(
-                StatefulSetUpdateStrategy {
-                    type_: Some("RollingUpdate".into()),
-                    ..Default::default()
-                },
-            )),
+            update_strategy: Some(update_strategy(cluster, ctx.partition_hold)),
+            persistent_volume_claim_retention_policy: retention_policy(cluster, ctx),
             revision_history_limit: Some(10),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

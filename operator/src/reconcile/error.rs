@@ -32,6 +32,14 @@ pub enum Error {
     },
     #[error("writing the status: {0}")]
     WriteStatus(#[source] kube::Error),
+    /// A StatefulSet change the API server would refuse (immutable fields), found before applying.
+    #[error("StatefulSet not changed: {message}")]
+    Immutable {
+        reason: &'static str,
+        message: String,
+    },
+    #[error("expanding the session volumes: {0}")]
+    ExpandStorage(#[source] kube::Error),
 }
 
 impl Error {
@@ -42,7 +50,9 @@ impl Error {
             | Error::ListOwned(e)
             | Error::Apply { source: e, .. }
             | Error::Prune { source: e, .. }
-            | Error::WriteStatus(e) => Some(e),
+            | Error::WriteStatus(e)
+            | Error::ExpandStorage(e) => Some(e),
+            Error::Immutable { .. } => None,
             // The API errors of that step come wrapped, with the generation errors.
             Error::GeneratedSecret(e) => e.downcast_ref::<kube::Error>(),
         };
@@ -55,6 +65,9 @@ impl Error {
     /// The condition reason when the API server refused for good: permissions (403) or an
     /// object it will never accept (422, e.g. an immutable field). Retrying soon cannot help.
     pub fn refused_reason(&self) -> Option<&'static str> {
+        if let Error::Immutable { reason, .. } = self {
+            return Some(reason);
+        }
         match self.api_code() {
             Some(403) => Some("Forbidden"),
             Some(422) => Some("RejectedByAPIServer"),
@@ -70,6 +83,7 @@ impl Error {
             (_, Some(422)) => "Invalid",
             (_, Some(c)) if c >= 500 => "ServerError",
             (Error::Apply { .. }, _) => "ApplyFailed",
+            (Error::Immutable { .. }, _) => "Immutable",
             (Error::GeneratedSecret(_), _) => "Internal",
             _ => "ApiError",
         }

@@ -27,6 +27,10 @@ use crate::status::{self, Outcome};
 
 pub mod ca;
 mod error;
+pub mod immutable;
+pub mod scale;
+mod statefulset_steps;
+mod storage;
 pub use error::Error;
 
 /// Field manager of the operator's status writes (distinct from the children's, and from the pods').
@@ -40,6 +44,8 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// Requeue after the API server refused for good (403, 422): a human must act first.
 pub const REFUSED_RETRY: Duration = Duration::from_secs(600);
+/// Requeue while an orphan-deleted StatefulSet waits for the garbage collector to let it go.
+pub const RECREATE_WAIT: Duration = Duration::from_secs(2);
 
 /// Shared by every reconcile.
 pub struct Context {
@@ -124,6 +130,7 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
             default_image: ctx.default_image.clone(),
             capabilities: ctx.capabilities.clone(),
             secret_data: secrets.data,
+            partition_hold: status::rollout::partition_hold(cluster),
         },
     );
     let owned = list_owned(ctx, cluster, &names).await?;
@@ -133,7 +140,7 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
         Some(e) => Some(e),
         None => prune(ctx, cluster, &owned, &desired).await.err(),
     };
-    report_status_and_events(
+    let action = report_status_and_events(
         ctx,
         cluster,
         Reconciled {
@@ -144,7 +151,11 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
             tls_check,
         },
     )
-    .await
+    .await?;
+    Ok(match applied.recreate_pending {
+        true => Action::requeue(RECREATE_WAIT),
+        false => action,
+    })
 }
 
 /// The operator CA's renewal pass; when to come back for the next step.
@@ -291,6 +302,8 @@ struct Applied {
     statefulset: Option<StatefulSet>,
     /// The first failure: the other children were still applied.
     failure: Option<Error>,
+    /// The StatefulSet was orphan-deleted for a volume resize and is not gone yet.
+    recreate_pending: bool,
 }
 
 /// Server-side apply every child; an event for each one created or changed, and for a scale.
@@ -305,15 +318,35 @@ async fn apply_children(
         .iter()
         .map(|o| ((o.kind.as_str(), o.name.as_str()), o))
         .collect();
-    let previous_replicas = current_statefulset(ctx, cluster)
-        .await?
-        .and_then(|s| s.spec)
+    let current = current_statefulset(ctx, cluster).await?;
+    let previous_replicas = current
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.replicas);
     let mut applied = Applied {
         statefulset: None,
         failure: None,
+        recreate_pending: false,
     };
     for child in &desired.apply {
+        let prepared;
+        let child = if child.kind == "StatefulSet" {
+            let step =
+                statefulset_steps::prepare_statefulset(ctx, cluster, current.as_ref(), child).await;
+            if let Some(e) = step.failure {
+                applied.failure.get_or_insert(e);
+            }
+            applied.recreate_pending |= step.recreate_pending;
+            match step.apply {
+                Some(c) => {
+                    prepared = c;
+                    &prepared
+                }
+                None => continue,
+            }
+        } else {
+            child
+        };
         match apply::apply(&ctx.client, &ns, child).await {
             Ok(obj) => {
                 let why = match before.get(&(child.kind.as_str(), child.name.as_str())) {
@@ -435,6 +468,7 @@ async fn report_status_and_events(
         }
     }
     let st = write_status(ctx, cluster, sts.as_ref(), &outcome, done.skipped).await?;
+    statefulset_steps::announce_stall(ctx, cluster, &st).await;
 
     if let Some(e) = done.failure {
         if let Some(reason) = e.refused_reason() {

@@ -3,6 +3,7 @@
 //! the pods own those entries.
 
 mod health;
+pub mod rollout;
 
 use chrono::{DateTime, Utc};
 use erlmcp_crds::status::{condition, phase};
@@ -175,6 +176,7 @@ pub fn compute(o: &Observed) -> ErlmcpClusterStatus {
         current_image: image,
         current_version: version,
         endpoints: Some(endpoints(c)),
+        last_progress_time: f.progress.last.map(|t| t.to_rfc3339()),
         conditions,
         members: Vec::new(),
     }
@@ -191,6 +193,9 @@ struct Facts {
     /// A cluster that never reached Running is still being created, not degraded.
     creating: bool,
     progressing: bool,
+    /// The rollout against its progress deadline.
+    progress: rollout::Progress,
+    deadline_secs: i64,
 }
 
 fn facts(o: &Observed, old: &ErlmcpClusterStatus) -> Facts {
@@ -205,6 +210,7 @@ fn facts(o: &Observed, old: &ErlmcpClusterStatus) -> Facts {
     });
     let creating = has_statefulset && never_ran && rollout.ready < desired;
     let progressing = (!rollout.complete || creating) && has_statefulset && !invalid;
+    let progress = rollout::progress(o.cluster, old, &rollout, progressing, o.now);
     Facts {
         desired,
         rollout,
@@ -214,6 +220,8 @@ fn facts(o: &Observed, old: &ErlmcpClusterStatus) -> Facts {
         invalid,
         creating,
         progressing,
+        progress,
+        deadline_secs: rollout::deadline_secs(o.cluster),
     }
 }
 
@@ -263,7 +271,20 @@ fn reconcile_success(outcome: &Outcome, skipped: &[String]) -> Condition {
 /// Progressing: a rollout (or the first creation) is under way.
 fn progressing(f: &Facts) -> Condition {
     let (t, r, desired) = (condition::PROGRESSING, &f.rollout, f.desired);
-    if f.creating && r.complete {
+    if f.progress.stalled {
+        cond(
+            t,
+            false,
+            rollout::STALLED,
+            format!(
+                "no progress for more than {}s: {}/{} pods updated, {} ready; the pods not yet updated keep the old template (revert the spec to roll back)",
+                f.deadline_secs,
+                r.updated,
+                desired,
+                r.ready
+            ),
+        )
+    } else if f.creating && r.complete {
         cond(
             t,
             true,
@@ -341,6 +362,7 @@ fn cluster_healthy(health: &Health, expected: usize) -> Condition {
 /// Why the cluster is degraded, if it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Degraded {
+    RolloutStalled,
     Partitioned,
     PodsNotReady,
     ReconcileFailing,
@@ -349,6 +371,7 @@ enum Degraded {
 impl Degraded {
     fn reason(self) -> &'static str {
         match self {
+            Degraded::RolloutStalled => rollout::STALLED,
             Degraded::Partitioned => "Partitioned",
             Degraded::PodsNotReady => "PodsNotReady",
             Degraded::ReconcileFailing => "ReconcileFailing",
@@ -357,7 +380,9 @@ impl Degraded {
 }
 
 fn degraded_reason(f: &Facts, outcome: &Outcome) -> Option<Degraded> {
-    if matches!(f.health, Health::Partitioned { .. }) {
+    if f.progress.stalled {
+        Some(Degraded::RolloutStalled)
+    } else if matches!(f.health, Health::Partitioned { .. }) {
         Some(Degraded::Partitioned)
     } else if !f.progressing && f.has_statefulset && f.rollout.ready < f.desired {
         Some(Degraded::PodsNotReady)
@@ -422,7 +447,13 @@ fn phase_of(outcome: &Outcome, f: &Facts, degraded: Option<Degraded>) -> &'stati
         Outcome::Paused => phase::PAUSED,
         _ if f.invalid => phase::FAILED,
         _ if !f.has_statefulset => phase::PENDING,
-        _ if degraded == Some(Degraded::Partitioned) => phase::DEGRADED,
+        _ if matches!(
+            degraded,
+            Some(Degraded::Partitioned | Degraded::RolloutStalled)
+        ) =>
+        {
+            phase::DEGRADED
+        }
         _ if f.creating => phase::CREATING,
         _ if f.progressing => phase::UPDATING,
         _ if degraded.is_some() => phase::DEGRADED,
