@@ -96,7 +96,10 @@ trap cleanup EXIT
 # ------------------------------------------------------------------ build and tools
 # One package per build: cargo unifies dependency features across the packages of one
 # invocation, and `erlmcp` must be the binary `cargo build --release -p erlmcp-dataplane` ships.
-for pkg in erlmcp-dataplane erlmcp-load erlmcp-bench-rmcp erlmcp-bench-hyper-hello; do
+PKGS="erlmcp-dataplane erlmcp-load"
+[[ ",$TARGETS," == *",rmcp-"* ]] && PKGS+=" erlmcp-bench-rmcp"
+[[ ",$TARGETS," == *",hyper,"* ]] && PKGS+=" erlmcp-bench-hyper-hello"
+for pkg in $PKGS; do
   log "cargo build --release -p $pkg"
   (cd "$ROOT" && nice -n 10 cargo build -q --release -p "$pkg") || die "cargo build --release -p $pkg failed"
 done
