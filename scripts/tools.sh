@@ -16,6 +16,7 @@
 #   prometheus   path of a Prometheus server binary (promtool sits next to it) [Debian apt prometheus]
 #   promtool     path of promtool (same cache as prometheus)
 #   nft          path of nft (cuts links between pod network namespaces)  [Debian nftables, if missing]
+#   wrk          path of wrk (bench/compare.sh's cross-check, optional)     [Debian wrk, if missing]
 #   all          installs all; prints "<tool> <path>" lines
 # Versions can be overridden with the env vars below (each version gets its own cache dir).
 # All diagnostics go to stderr.
@@ -222,6 +223,13 @@ tool_nft() {
   command -v nft || die "nftables installed but no nft on PATH"
 }
 
+# ------------------------------------------------------------------ wrk
+# Only bench/compare.sh uses it, as an optional closed-loop cross-check of erlmcp-load.
+tool_wrk() {
+  command -v wrk >/dev/null 2>&1 || apt_install wrk
+  command -v wrk || die "wrk installed but not on PATH"
+}
+
 # ------------------------------------------------------------------ main
 [[ $# -eq 1 ]] || usage
 case $1 in
@@ -235,6 +243,7 @@ case $1 in
   prometheus) tool_prometheus ;;
   promtool) tool_promtool ;;
   nft) tool_nft ;;
+  wrk) tool_wrk ;;
   all)
     for t in helm kubectl node22 conformance pymcp tsmcp pyyaml prometheus promtool nft; do
       p=$("tool_$t" | tail -n1)
