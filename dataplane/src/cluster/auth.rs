@@ -516,20 +516,21 @@ mod tests {
     #[tokio::test]
     async fn a_peer_claiming_our_name_is_refused_both_ways() {
         let me = hello("s");
+        let k = Cookies::new(b"k".as_slice(), None);
         let mut twin = hello("s");
         twin.incarnation = nonce();
         // Dialling: the server's hello names us.
         let (mut a, mut b) = tokio::io::duplex(8192);
-        let server = twin.clone();
-        let s = tokio::spawn(async move { accept(&mut a, &server, Some(b"k")).await });
-        let c = connect(&mut b, &me, Some(b"k")).await;
+        let (server, k1) = (twin.clone(), k.clone());
+        let s = tokio::spawn(async move { accept(&mut a, &server, Some(&k1)).await });
+        let c = connect(&mut b, &me, Some(&k)).await;
         assert!(c.unwrap_err().is_auth(), "the dialler refuses our twin");
         drop(b);
         assert!(s.await.unwrap().is_err());
         // Accepting: a client hello with our name and a valid cookie proof.
         let (mut a, mut b) = tokio::io::duplex(8192);
-        let server = me.clone();
-        let s = tokio::spawn(async move { accept(&mut a, &server, Some(b"k")).await });
+        let (server, k2) = (me.clone(), k.clone());
+        let s = tokio::spawn(async move { accept(&mut a, &server, Some(&k2)).await });
         let sh: ServerHello = read_frame(&mut b).await.unwrap();
         let nc = nonce();
         let p = proof(b"k", CLIENT_LABEL, &sh.nonce, &nc, &twin.name, &me.name);
@@ -539,6 +540,7 @@ mod tests {
                 hello: twin,
                 nonce: nc,
                 proof: Some(p),
+                proofs: Vec::new(),
             },
         )
         .await
