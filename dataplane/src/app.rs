@@ -140,6 +140,7 @@ pub fn mcp_router(state: Shared, cfg: &RuntimeConfig) -> Router {
         );
     }
     r.layer(DefaultBodyLimit::max(state.limits.max_body))
+        .layer(axum::middleware::from_fn(crate::observe::trace::http_layer))
         .with_state(state)
 }
 
