@@ -70,6 +70,8 @@ impl Jaeger {
   telemetry:
     metrics:
       level: none
+    traces:
+      level: none
 extensions:
   jaeger_query:
     storage:
@@ -104,6 +106,9 @@ exporters:
         let child = Command::new(&bin)
             .arg("--config")
             .arg(&config)
+            // Jaeger's own traces would go to localhost:4317 (someone else's collector).
+            .env("OTEL_TRACES_EXPORTER", "none")
+            .env("OTEL_SDK_DISABLED", "true")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
