@@ -12,6 +12,7 @@ mod secrets;
 mod services;
 mod statefulset;
 mod tls;
+mod tracing_env;
 
 use std::collections::BTreeMap;
 
