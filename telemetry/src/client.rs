@@ -59,11 +59,7 @@ impl HttpClient for OtlpHttpClient {
             let resp = tokio::time::timeout(timeout, async {
                 let resp = client.request(req).await?;
                 let (parts, body) = resp.into_parts();
-                let body = Limited::new(body, MAX_RESPONSE)
-                    .collect()
-                    .await
-                    .map_err(|e| -> HttpError { e })?
-                    .to_bytes();
+                let body = Limited::new(body, MAX_RESPONSE).collect().await?.to_bytes();
                 Ok::<_, HttpError>(Response::from_parts(parts, body))
             })
             .await

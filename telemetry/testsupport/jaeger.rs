@@ -162,7 +162,7 @@ exporters:
         .unwrap_or_default()
     }
 
-    /// One trace by id, once it holds at least `min_spans` spans.
+    /// One trace by id (what the collector holds of it so far).
     pub fn trace(&self, trace_id: &str) -> Option<Value> {
         self.get(&format!("/api/traces/{trace_id}"))
             .and_then(|v| v["data"].as_array()?.first().cloned())
