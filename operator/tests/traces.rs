@@ -134,8 +134,8 @@ fn a_reconcile_is_a_trace_with_its_api_calls() {
         Some("ok")
     );
     assert_eq!(
-        jaeger::tag(jaeger::process_of(&trace, root), "service.name").as_deref(),
-        Some("erlmcp-operator")
+        jaeger::process_of(&trace, root)["serviceName"],
+        "erlmcp-operator"
     );
     // Its children are the API requests it made: the StatefulSet's apply among them, each a
     // client span with its URL.
