@@ -18,8 +18,13 @@ PLANES=(current 1.20)
 BUILDS=(current 1.20 cert-manager)
 BUILD_LOG=target/k8s-build
 BUILD_PIDS=()
+mkdir -p "$BUILD_LOG"
+# The Jaeger v2 collector of the tracing tests (dataplane/tests/traces.rs, operator/tests/traces.rs)
+# builds from its Go module beside everything; those tests wait for it (the script takes a lock).
+setsid bash e2e/scripts/jaeger-build.sh >"$BUILD_LOG/jaeger.log" 2>&1 &
+JAEGER_PID=$!
+trap 'kill -- "-$JAEGER_PID" 2>/dev/null || true' EXIT
 if [ -z "${KUBECONFIG:-}" ]; then
-  mkdir -p "$BUILD_LOG"
   # setsid: each build is its own process group, so an early exit stops its `go build`s too.
   setsid bash e2e/scripts/k8s-build-current.sh >"$BUILD_LOG/current.log" 2>&1 &
   BUILD_PIDS+=($!)
@@ -27,7 +32,7 @@ if [ -z "${KUBECONFIG:-}" ]; then
   BUILD_PIDS+=($!)
   setsid bash e2e/scripts/cert-manager-build.sh >"$BUILD_LOG/cert-manager.log" 2>&1 &
   BUILD_PIDS+=($!)
-  trap 'for p in "${BUILD_PIDS[@]}"; do kill -- "-$p" 2>/dev/null || true; done' EXIT
+  trap 'for p in "$JAEGER_PID" "${BUILD_PIDS[@]}"; do kill -- "-$p" 2>/dev/null || true; done' EXIT
 fi
 wait_planes() {
   local i rc=0

@@ -173,6 +173,9 @@ pub struct ErlmcpClusterSpec {
     /// Prometheus Operator objects (created only when their CRDs are installed).
     #[serde(default)]
     pub monitoring: MonitoringSpec,
+    /// OpenTelemetry traces of the pods (OTLP). Default: none exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<crate::tracing::TracingSpec>,
     /// Partial objects merged last into what the operator builds: the escape hatch for anything
     /// the spec does not cover.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "override")]

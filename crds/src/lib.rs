@@ -10,12 +10,14 @@ pub mod mcp;
 mod schema;
 pub mod status;
 pub mod strict;
+pub mod tracing;
 pub mod validate;
 
 pub use cluster::*;
 pub use config::*;
 pub use mcp::*;
 pub use status::*;
+pub use tracing::TracingSpec;
 
 /// API group of every resource we define.
 pub const GROUP: &str = "erlmcp.io";

@@ -82,6 +82,9 @@ pub fn validate_mcp(mcp: &McpSpec, path: &str) -> Vec<FieldError> {
 }
 
 fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
+    for (field, problem) in spec.tracing.iter().flat_map(|t| t.problems()) {
+        errs.push(format!("spec.tracing.{field}"), problem);
+    }
     if spec.replicas < 0 {
         errs.push("spec.replicas", "must be 0 or more");
     }

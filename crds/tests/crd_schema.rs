@@ -140,3 +140,33 @@ fn a_sample_round_trips_through_serde() {
     assert_eq!(spec.replicas, 3, "an empty spec takes the defaults");
     assert!(spec.network_policy.enabled && spec.pod_disruption_budget.enabled);
 }
+
+#[test]
+fn the_tracing_section_is_optional_and_bounded() {
+    let spec = &schema()["properties"]["spec"];
+    let t = &spec["properties"]["tracing"];
+    assert!(
+        !spec["required"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|f| f == "tracing")),
+        "tracing must stay optional"
+    );
+    assert_eq!(t["required"], serde_json::json!(["endpoint"]));
+    let p = &t["properties"];
+    assert_eq!(p["samplingRatio"]["minimum"], 0.0);
+    assert_eq!(p["samplingRatio"]["maximum"], 1.0);
+    assert!(p["endpoint"]["pattern"].is_string());
+    assert_eq!(
+        p["headersSecret"]["required"],
+        serde_json::json!(["key", "name"])
+    );
+    // Round trip: what a user writes is what the operator reads.
+    let spec: ErlmcpClusterSpec = serde_json::from_value(serde_json::json!({
+        "tracing": {"endpoint": "http://otel:4318", "samplingRatio": 0.5,
+                    "headersSecret": {"name": "otlp", "key": "headers"}}
+    }))
+    .unwrap();
+    let t = spec.tracing.unwrap();
+    assert_eq!(t.sampling_ratio, Some(0.5));
+    assert_eq!(t.headers_secret.unwrap().name, "otlp");
+}

@@ -402,3 +402,29 @@ fn tcp_is_refused_while_auth_is_on() {
     }
     assert!(errors("  mcp:\n    transports: {tcp: {enabled: true}}\n").is_empty());
 }
+
+#[test]
+fn tracing_needs_a_url_and_a_ratio_between_0_and_1() {
+    assert!(
+        errors("  tracing: {endpoint: http://otel.observability:4318, samplingRatio: 0.1}\n")
+            .is_empty()
+    );
+    assert!(
+        errors("  tracing: {endpoint: https://otlp.example.com, samplingRatio: 1}\n").is_empty()
+    );
+    assert_only(
+        "  tracing: {endpoint: otel:4318}\n",
+        "spec.tracing.endpoint",
+        "http",
+    );
+    assert_only(
+        "  tracing: {endpoint: http://otel:4318, samplingRatio: 1.5}\n",
+        "spec.tracing.samplingRatio",
+        "between 0 and 1",
+    );
+    assert_only(
+        "  tracing: {endpoint: http://otel:4318, serviceName: \" \"}\n",
+        "spec.tracing.serviceName",
+        "empty",
+    );
+}

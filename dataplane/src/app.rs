@@ -148,6 +148,10 @@ pub fn mcp_router(state: Shared, cfg: &RuntimeConfig) -> Router {
             get(transport::resource_metadata::serve),
         );
     }
+    // The trace middleware only exists with an exporter: without one, requests pay nothing.
+    if crate::observe::trace::enabled() {
+        r = r.layer(axum::middleware::from_fn(crate::observe::trace::http_layer));
+    }
     r.layer(DefaultBodyLimit::max(state.limits.max_body))
         .with_state(state)
 }

@@ -128,7 +128,8 @@ async fn serve(
             return 2;
         }
     };
-    observe::init_logging(&cfg.log_level, if stdio { "text" } else { &cfg.log_format });
+    let telemetry =
+        observe::init_logging(&cfg.log_level, if stdio { "text" } else { &cfg.log_format });
     let lifecycle = Arc::new(node::Lifecycle::new());
     let settings = match cluster::settings(&cfg, &config::ProcessEnv) {
         Ok(s) => s,
@@ -207,6 +208,9 @@ async fn serve(
     if let Some(n) = &peers {
         cluster::status::remove(n).await;
         n.stop();
+    }
+    if let Some(t) = telemetry {
+        t.shutdown().await;
     }
     0
 }

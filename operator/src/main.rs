@@ -129,25 +129,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_lease_manager=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "text" {
-        builder.init();
-    } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init();
-    }
-}
-
 fn run(args: RunArgs) -> ExitCode {
-    init_logging(&args.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let telemetry = {
+        let _in_runtime = rt.enter();
+        erlmcp_operator::telemetry::init(&args.log_format)
+    };
     // Test beds give each local "pod" its own loopback address; production binds all interfaces.
     let mut addr = args.metrics_addr.clone();
     if let Ok(bind) = std::env::var("ERLMCP_BIND_ADDRESS") {
@@ -169,17 +160,16 @@ fn run(args: RunArgs) -> ExitCode {
         leader_election_namespace: args.leader_election_namespace,
         lease_seconds: args.lease_seconds,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(erlmcp_operator::controller::run(cfg)) {
+    let code = match rt.block_on(erlmcp_operator::controller::run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "operator failed");
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    };
+    if let Some(t) = telemetry {
+        rt.block_on(t.shutdown());
     }
+    code
 }

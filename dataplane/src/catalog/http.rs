@@ -9,8 +9,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use super::read_value_source;
+use crate::observe::trace;
 
 pub struct HttpTool {
     url: http::Uri,
@@ -115,13 +117,18 @@ impl HttpTool {
             req = req.header(name, v);
         }
         let body = Full::new(Bytes::from(serde_json::to_vec(args).unwrap_or_default()));
-        let req = req.body(body).map_err(|e| e.to_string())?;
+        let mut req = req.body(body).map_err(|e| e.to_string())?;
+        // The backend joins the request's trace: a child span, passed on as `traceparent`.
+        let span = trace::backend_span(&self.method, &self.url);
+        trace::inject(&span, req.headers_mut());
         let resp = self
             .client
             .request(req)
+            .instrument(span.clone())
             .await
             .map_err(|e| format!("backend unreachable: {e}"))?;
         let status = resp.status();
+        span.record("http.response.status_code", status.as_u16());
         let ctype = resp
             .headers()
             .get(http::header::CONTENT_TYPE)

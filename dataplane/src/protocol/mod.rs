@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use crate::catalog::{handler, Catalog};
 use crate::node::{ClusterView, Lifecycle, NodeIdentity};
@@ -163,7 +164,8 @@ impl Core {
         let method = msg.method();
         // Most requests (built-in tools, lists) finish on their first poll: only one that
         // waits arms the request timer.
-        let mut fut = std::pin::pin!(self.dispatch(msg, ctx));
+        let span = crate::observe::trace::request_span(msg, ctx);
+        let mut fut = std::pin::pin!(self.dispatch(msg, ctx).instrument(span.clone()));
         let r = match futures::poll!(fut.as_mut()) {
             std::task::Poll::Ready(r) => r,
             std::task::Poll::Pending => {
@@ -177,6 +179,7 @@ impl Core {
             }
         };
         let r = self.finish(method, r, &ctx.era);
+        crate::observe::trace::record_outcome(&span, &r);
         self.metrics.request(
             method,
             ctx.transport,

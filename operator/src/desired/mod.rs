@@ -14,6 +14,7 @@ mod services;
 mod statefulset;
 mod strategy;
 mod tls;
+mod tracing_env;
 
 use std::collections::BTreeMap;
 

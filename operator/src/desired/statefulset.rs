@@ -182,6 +182,11 @@ pub fn statefulset(
                 .to_string(),
         ),
     ];
+    env_vars.extend(super::tracing_env::tracing_env(
+        spec.tracing.as_ref(),
+        &names.cluster,
+        &spec.env,
+    ));
     env_vars.extend(spec.env.iter().cloned());
 
     // Volumes: config, cookie, TLS, referenced secrets, a writable /tmp, the session volume.

@@ -87,13 +87,23 @@ fn key(c: &ErlmcpCluster) -> String {
 }
 
 /// Reconcile one ErlmcpCluster.
-#[tracing::instrument(skip_all, fields(cluster = %key(&cluster)))]
+#[tracing::instrument(name = "reconcile", skip_all, fields(
+    cluster = %key(&cluster),
+    k8s.namespace.name = %cluster.namespace().unwrap_or_default(),
+    erlmcp.cluster.name = %cluster.name_any(),
+    erlmcp.cluster.generation = cluster.metadata.generation.unwrap_or_default(),
+    erlmcp.reconcile.outcome = tracing::field::Empty,
+    otel.status_code = tracing::field::Empty,
+    trace_id = tracing::field::Empty,
+))]
 pub async fn reconcile(cluster: Arc<ErlmcpCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    crate::telemetry::record_trace_id();
     let result = match reconcile_inner(&cluster, &ctx).await {
         Err(e) if e.refused_reason().is_some() => Ok(report_refused(&ctx, &cluster, e).await),
         other => other,
     };
+    crate::telemetry::record_outcome(&result);
     ctx.metrics
         .duration
         .observe(started.elapsed().as_secs_f64());

@@ -182,6 +182,14 @@ fn bad_values_fail_at_install_with_the_path() {
         (&["--set", "metrics.port=80"], "/metrics/port"),
         (&["--set", "logging.format=xml"], "/logging/format"),
         (
+            &["--set", "tracing.samplingRatio=2"],
+            "/tracing/samplingRatio",
+        ),
+        (
+            &["--set", "tracing.endpoint=otel:4318"],
+            "/tracing/endpoint",
+        ),
+        (
             &["--set", "resources.limits.memory=lots"],
             "/resources/limits/memory",
         ),
@@ -331,5 +339,35 @@ fn watch_namespaces_choose_roles_instead_of_a_cluster_role() {
     assert_eq!(
         env_of(find(&docs, "Deployment", RELEASE).unwrap())["WATCH_NAMESPACES"],
         "team-a,team-b"
+    );
+}
+
+#[test]
+fn tracing_values_become_the_operators_otel_env() {
+    // Off by default: no OTEL_* variable at all.
+    let docs = helm_template(&[]);
+    let env = env_of(find(&docs, "Deployment", RELEASE).unwrap());
+    assert!(env.keys().all(|k| !k.starts_with("OTEL_")), "{env:?}");
+
+    let docs = helm_template(&["-f", &format!("{CHART}/ci/tracing-values.yaml")]);
+    let d = find(&docs, "Deployment", RELEASE).unwrap();
+    let env = env_of(d);
+    assert_eq!(
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"],
+        "http://otel-collector.observability:4318"
+    );
+    assert_eq!(env["OTEL_SERVICE_NAME"], "erlmcp-operator");
+    assert_eq!(env["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
+    assert_eq!(env["OTEL_TRACES_SAMPLER_ARG"], "0.5");
+    // The headers stay in their Secret.
+    let headers = d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "OTEL_EXPORTER_OTLP_HEADERS")
+        .expect("OTEL_EXPORTER_OTLP_HEADERS");
+    assert_eq!(
+        headers["valueFrom"]["secretKeyRef"],
+        json!({"name": "otlp-auth", "key": "headers"})
     );
 }

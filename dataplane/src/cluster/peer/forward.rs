@@ -9,9 +9,12 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http2::SendRequest;
 
+use tracing::Instrument;
+
 use super::{ClusterNode, PeerConn, Slot, FWD, RESTART_WAIT};
 use crate::cluster::detector::Verdict;
 use crate::node::{session_prefix_for, BoxFuture, ForwardError, SessionForwarder};
+use crate::observe::trace;
 
 impl ClusterNode {
     /// The owner's slot (unless the detector says it is down) and its live connection, if any.
@@ -72,6 +75,8 @@ impl ClusterNode {
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/mcp".into());
+        // The owner's spans join this trace: the forwarded request carries our span's context.
+        let span = trace::forward_span(&owner);
         let make = || {
             let mut b = http::Request::builder()
                 .method(parts.method.clone())
@@ -81,20 +86,30 @@ impl ClusterNode {
                     b = b.header(k, v);
                 }
             }
-            b.body(Full::new(body.clone()))
-                .map_err(|e| ForwardError::Failed(e.to_string()))
+            let mut r = b
+                .body(Full::new(body.clone()))
+                .map_err(|e| ForwardError::Failed(e.to_string()))?;
+            trace::inject(&span, r.headers_mut());
+            Ok::<_, ForwardError>(r)
         };
         // An owner that is shutting down refuses new work with 503 (nothing was done): its
         // sessions either come back with it (session volume) or are gone once it exits (404).
         // Wait for one or the other instead of passing the 503 on, within a bound.
         let deadline = Instant::now() + RESTART_WAIT;
-        loop {
-            let resp = self.forward_once(&owner, make()?).await?;
-            if resp.status() != http::StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
-                return Ok(resp);
+        async {
+            loop {
+                let resp = self.forward_once(&owner, make()?).await?;
+                if resp.status() != http::StatusCode::SERVICE_UNAVAILABLE
+                    || Instant::now() > deadline
+                {
+                    span.record("http.response.status_code", resp.status().as_u16());
+                    return Ok::<_, ForwardError>(resp);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        .instrument(span.clone())
+        .await
     }
 
     async fn forward_once(
