@@ -14,6 +14,8 @@ pub mod reconcile;
 pub mod render;
 pub mod server;
 pub mod status;
+pub mod stores;
+pub mod triggers;
 
 /// Where the generated CRD is checked in (relative to the workspace root): the crate's copy, the
 /// Helm chart's and the kustomize base's. `erlmcp-operator crd --write` writes them all, and a

@@ -32,6 +32,8 @@ pub enum Error {
     },
     #[error("writing the status: {0}")]
     WriteStatus(#[source] kube::Error),
+    #[error("listing the Pods: {0}")]
+    ReadPods(#[source] kube::Error),
 }
 
 impl Error {
@@ -42,7 +44,8 @@ impl Error {
             | Error::ListOwned(e)
             | Error::Apply { source: e, .. }
             | Error::Prune { source: e, .. }
-            | Error::WriteStatus(e) => Some(e),
+            | Error::WriteStatus(e)
+            | Error::ReadPods(e) => Some(e),
             // The API errors of that step come wrapped, with the generation errors.
             Error::GeneratedSecret(e) => e.downcast_ref::<kube::Error>(),
         };
