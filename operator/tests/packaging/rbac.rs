@@ -66,6 +66,12 @@ const NOT_SEEN_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[
         "update",
         "owner references with blockOwnerDeletion, where OwnerReferencesPermissionEnforcement is on",
     ),
+    (
+        "apps",
+        "statefulsets",
+        "get",
+        "read from the watch cache once it is synced; a reconcile before that reads it directly",
+    ),
 ];
 
 #[test]
