@@ -95,34 +95,57 @@ pub async fn list_owned(
     owner_uid: &str,
     caps: &ServerCapabilities,
 ) -> kube::Result<Vec<Owned>> {
+    list_owned_kinds(client, ns, cluster_name, owner_uid, managed_kinds(caps)).await
+}
+
+/// [`list_owned`] for some kinds only (those the controller does not cache).
+pub async fn list_owned_kinds(
+    client: &Client,
+    ns: &str,
+    cluster_name: &str,
+    owner_uid: &str,
+    kinds: Vec<(String, String)>,
+) -> kube::Result<Vec<Owned>> {
     let lp = ListParams::default().labels(&desired::managed_selector(Some(cluster_name)));
     let mut out = Vec::new();
-    for (version, kind) in managed_kinds(caps) {
+    for (version, kind) in kinds {
         let list = api_for(client, ns, &version, &kind).list(&lp).await?;
-        for obj in list.items {
-            let owned = obj.metadata.owner_references.as_ref().is_some_and(|refs| {
-                refs.iter()
-                    .any(|r| r.uid == owner_uid && r.controller == Some(true))
-            });
-            if !owned {
-                continue;
-            }
-            let generated = obj
-                .metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(desired::GENERATED_ANNOTATION));
-            out.push(Owned {
-                api_version: version.clone(),
-                kind: kind.clone(),
-                name: obj.metadata.name.clone().unwrap_or_default(),
-                resource_version: obj.metadata.resource_version.clone(),
-                generation: obj.metadata.generation,
-                generated,
-            });
-        }
+        out.extend(
+            list.items
+                .iter()
+                .filter_map(|obj| owned_entry(obj, &version, &kind, owner_uid)),
+        );
     }
     Ok(out)
+}
+
+/// `obj` as an [`Owned`] entry, when a controller owner reference ties it to `owner_uid`.
+pub fn owned_entry(
+    obj: &DynamicObject,
+    api_version: &str,
+    kind: &str,
+    owner_uid: &str,
+) -> Option<Owned> {
+    let owned = obj.metadata.owner_references.as_ref().is_some_and(|refs| {
+        refs.iter()
+            .any(|r| r.uid == owner_uid && r.controller == Some(true))
+    });
+    if !owned {
+        return None;
+    }
+    let generated = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(desired::GENERATED_ANNOTATION));
+    Some(Owned {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        name: obj.metadata.name.clone().unwrap_or_default(),
+        resource_version: obj.metadata.resource_version.clone(),
+        generation: obj.metadata.generation,
+        generated,
+    })
 }
 
 /// Owned objects the desired set no longer has. Generated Secrets are kept (they are created

@@ -6,13 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use erlmcp_crds::ErlmcpCluster;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::core::DynamicObject;
+use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{watcher, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{predicates, watcher, Controller, WatchStreamExt};
 use kube::Client;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::desired::{self, ServerCapabilities};
@@ -22,6 +25,8 @@ use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile, Context};
 use crate::server::{self, ServerState};
+use crate::stores::{self, ChildStores};
+use crate::triggers::{self, Scope};
 
 /// Settings of `run`.
 #[derive(Debug, Clone)]
@@ -32,6 +37,10 @@ pub struct RunConfig {
     pub leader_election: bool,
     pub leader_election_namespace: String,
     pub lease_seconds: u64,
+    /// Reconciles run at once, at most (0: unbounded).
+    pub max_concurrent_reconciles: u16,
+    /// Wait between a member report or Pod change and the status refresh it causes.
+    pub status_debounce: Duration,
 }
 
 /// Parse `WATCH_NAMESPACES` (comma list; blanks ignored).
@@ -57,16 +66,37 @@ where
     }
 }
 
+/// How the controllers run.
+#[derive(Debug, Clone, Copy)]
+struct Tuning {
+    concurrency: u16,
+    status_debounce: Duration,
+}
+
+/// Ask for a status refresh of the cluster an object belongs to.
+fn refresh_owner<K: kube::Resource>(ctx: &Context, o: &K, debounce: Duration) {
+    if let Some(owner) = stores::owner_of(o) {
+        ctx.watched.refresh_later(owner, debounce);
+    }
+}
+
 /// Run one controller (for one namespace or all) until `shutdown` flips to true.
+///
+/// The watches feed two paths. Reconciles (apply children) run on a cluster's first sight, on
+/// a spec (generation) change, and on a child's creation, spec change or deletion. The rest,
+/// member reports in the cluster's status, Pod readiness and StatefulSet status, only asks the
+/// status trigger for a debounced refresh. Every watch also fills a cache the reconciles read.
 async fn run_controller(
     ctx: Arc<Context>,
     health: Arc<Health>,
     ns: Option<String>,
     shutdown: watch::Receiver<bool>,
+    tuning: Tuning,
 ) {
     let client = ctx.client.clone();
     let ns = ns.as_deref();
     let scope = ns.unwrap_or_default().to_string();
+    let debounce = tuning.status_debounce;
     // Children are watched by our label only, so the caches hold our objects, not the cluster's.
     let owned = watcher::Config::default().labels(&desired::managed_selector(None));
     let dynamic = |ar: &kube::core::ApiResource| match ns {
@@ -75,30 +105,91 @@ async fn run_controller(
     };
     let mut stop = shutdown.clone();
     let store_metrics = ctx.metrics.clone();
-    let controller = kinds::watched(&ctx.capabilities).into_iter().fold(
-        Controller::new(
-            api::<ErlmcpCluster>(&client, ns),
-            watcher::Config::default(),
-        ),
-        |controller, ar| controller.owns_with(dynamic(&ar), ar, owned.clone()),
+
+    let (store, writer) = reflector::store::<ErlmcpCluster>();
+    let on_cluster = ctx.clone();
+    let (synced_health, synced_scope, synced_store) =
+        (health.clone(), scope.clone(), store.clone());
+    let clusters = watcher(
+        api::<ErlmcpCluster>(&client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .inspect_ok(move |ev| match ev {
+        watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {
+            on_cluster
+                .watched
+                .refresh_later(ObjectRef::from_obj(c), debounce);
+        }
+        watcher::Event::Delete(c) => on_cluster.watched.forget(&crate::reconcile::key(c)),
+        // The first LIST is in (the reflector applied it just before): ready. Seen here, not
+        // through Store::wait_until_ready, which wakes only one of several waiters.
+        watcher::Event::InitDone => {
+            let clusters = synced_store.state().len();
+            info!(scope = %synced_scope, clusters, "first sync of the watch");
+            synced_health.controller_synced(&synced_scope);
+        }
+        _ => {}
+    })
+    .applied_objects()
+    .predicate_filter(predicates::generation, Default::default());
+    let mut controller = Controller::for_stream(clusters, store.clone()).with_config(
+        ControllerConfig::default()
+            .concurrency(tuning.concurrency)
+            .debounce(Duration::from_millis(500)),
     );
-    let store = controller.store();
+    let mut caches = Vec::new();
+    for ar in kinds::watched(&ctx.capabilities) {
+        let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+        caches.push((ar.clone(), writer.as_reader()));
+        let on_child = ctx.clone();
+        let is_statefulset = ar.kind == "StatefulSet";
+        let events = watcher(dynamic(&ar), owned.clone())
+            .default_backoff()
+            .modify(stores::slim)
+            .reflect(writer)
+            .inspect_ok(move |ev| {
+                if let (true, watcher::Event::Apply(o) | watcher::Event::Delete(o)) =
+                    (is_statefulset, ev)
+                {
+                    refresh_owner(&on_child, o, debounce);
+                }
+            });
+        controller = controller.owns_stream_with(stores::child_changes(events), ar);
+    }
+    let (pods, writer) = reflector::store::<Pod>();
+    let on_pod = ctx.clone();
+    let pod_events = watcher(api::<Pod>(&client, ns), owned.clone())
+        .default_backoff()
+        .modify(stores::slim_pod)
+        .reflect(writer)
+        .inspect_ok(move |ev| {
+            if let watcher::Event::Apply(p) | watcher::Event::Delete(p) = ev {
+                refresh_owner(&on_pod, p, debounce);
+            }
+        })
+        .touched_objects();
+    // Pods never reconcile: the controller only drives their watch (and stops it with itself).
+    let controller =
+        controller.watches_stream(pod_events, |_: Pod| Vec::<ObjectRef<ErlmcpCluster>>::new());
+    ctx.watched.add_scope(
+        &scope,
+        Scope {
+            clusters: store.clone(),
+            children: ChildStores {
+                kinds: caches,
+                pods,
+            },
+        },
+    );
     health.controller_started(&scope, Instant::now());
     // Ready only once the first LIST of the clusters is in: before, we reconcile nothing.
-    let first_sync = tokio::spawn({
-        let (store, health, scope) = (store.clone(), health.clone(), scope.clone());
-        async move {
-            if store.wait_until_ready().await.is_ok() {
-                info!(scope = %scope, clusters = store.state().len(), "first sync of the watch");
-                health.controller_synced(&scope);
-            }
-        }
-    });
     controller
         .graceful_shutdown_on(async move {
             let _ = stop.wait_for(|s| *s).await;
         })
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|res| {
             store_metrics.set_managed(&scope, store.state().len());
             if let Err(e) = res {
@@ -110,7 +201,7 @@ async fn run_controller(
             futures::future::ready(())
         })
         .await;
-    first_sync.abort();
+    ctx.watched.remove_scope(&scope);
     store_metrics.forget_managed(&scope);
     let asked = *shutdown.borrow();
     if !asked {
@@ -122,19 +213,32 @@ async fn run_controller(
 async fn run_controllers(
     ctx: Arc<Context>,
     health: &Arc<Health>,
-    namespaces: &[String],
+    cfg: &RunConfig,
     stop: watch::Receiver<bool>,
 ) {
-    if namespaces.is_empty() {
-        run_controller(ctx, health.clone(), None, stop).await;
+    let tuning = Tuning {
+        concurrency: cfg.max_concurrent_reconciles,
+        status_debounce: cfg.status_debounce,
+    };
+    // One status trigger for every scope, stopped with the controllers.
+    let (asks, rx) = mpsc::unbounded_channel();
+    ctx.watched.set_trigger(asks);
+    let trigger = tokio::spawn(triggers::run_status_trigger(ctx.clone(), rx, stop.clone()));
+    if cfg.namespaces.is_empty() {
+        run_controller(ctx, health.clone(), None, stop, tuning).await;
     } else {
-        futures::future::join_all(
-            namespaces.iter().map(|ns| {
-                run_controller(ctx.clone(), health.clone(), Some(ns.clone()), stop.clone())
-            }),
-        )
+        futures::future::join_all(cfg.namespaces.iter().map(|ns| {
+            run_controller(
+                ctx.clone(),
+                health.clone(),
+                Some(ns.clone()),
+                stop.clone(),
+                tuning,
+            )
+        }))
         .await;
     }
+    trigger.abort();
 }
 
 /// Resolve on SIGTERM or SIGINT.
@@ -201,7 +305,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
 
     if !cfg.leader_election {
         metrics.leader.set(1);
-        run_controllers(ctx, &health, &cfg.namespaces, shutdown_rx.clone()).await;
+        run_controllers(ctx, &health, &cfg, shutdown_rx.clone()).await;
     } else {
         let identity = crate::leader::identity();
         let leadership = Leadership::start(
@@ -232,7 +336,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
                 }
                 let _ = stop_tx.send(true);
             });
-            run_controllers(ctx.clone(), &health, &cfg.namespaces, stop_rx).await;
+            run_controllers(ctx.clone(), &health, &cfg, stop_rx).await;
             watcher.abort();
             metrics.leader.set(0);
             if *shutdown_rx.borrow() {

@@ -14,7 +14,9 @@ pub mod reconcile;
 pub mod render;
 pub mod server;
 pub mod status;
+pub mod stores;
 pub mod telemetry;
+pub mod triggers;
 
 /// Where the generated CRD is checked in (relative to the workspace root): the crate's copy, the
 /// Helm chart's and the kustomize base's. `erlmcp-operator crd --write` writes them all, and a

@@ -37,6 +37,12 @@ struct RunArgs {
     /// Lease duration in seconds (a follower takes over this long after the leader vanishes).
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Reconciles run at once, at most (0: unbounded). Status refreshes run apart from these.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 8)]
+    max_concurrent_reconciles: u16,
+    /// Seconds between a member report or Pod change and the status refresh it causes.
+    #[arg(long, env = "STATUS_DEBOUNCE_SECONDS", default_value_t = 5)]
+    status_debounce_seconds: u64,
     /// Log format: json or text.
     #[arg(long, env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -159,6 +165,8 @@ fn run(args: RunArgs) -> ExitCode {
         leader_election: args.leader_elect,
         leader_election_namespace: args.leader_election_namespace,
         lease_seconds: args.lease_seconds,
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
+        status_debounce: std::time::Duration::from_secs(args.status_debounce_seconds),
     };
     let code = match rt.block_on(erlmcp_operator::controller::run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,

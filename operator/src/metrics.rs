@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 #[derive(Clone)]
@@ -22,6 +23,10 @@ pub struct Metrics {
     managed_by_scope: Arc<Mutex<BTreeMap<String, i64>>>,
     /// 1 while this replica holds the leader lease.
     pub leader: IntGauge,
+    /// Status refreshes run by the status trigger (no child applied).
+    pub status_refreshes: IntCounter,
+    /// Status writes skipped because they would have changed nothing.
+    pub status_writes_skipped: IntCounter,
 }
 
 impl Default for Metrics {
@@ -67,12 +72,24 @@ impl Metrics {
             "1 when this replica is the leader",
         )
         .expect("valid metric");
+        let status_refreshes = IntCounter::new(
+            "erlmcp_operator_status_refreshes_total",
+            "Status refreshes after member reports and Pod changes (no child applied)",
+        )
+        .expect("valid metric");
+        let status_writes_skipped = IntCounter::new(
+            "erlmcp_operator_status_writes_skipped_total",
+            "Status writes skipped because the status would not change",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(reconciliations.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
             Box::new(duration.clone()),
             Box::new(managed_clusters.clone()),
             Box::new(leader.clone()),
+            Box::new(status_refreshes.clone()),
+            Box::new(status_writes_skipped.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -84,6 +101,8 @@ impl Metrics {
             managed_clusters,
             managed_by_scope: Arc::default(),
             leader,
+            status_refreshes,
+            status_writes_skipped,
         }
     }
 
@@ -130,6 +149,8 @@ mod tests {
             "erlmcp_operator_reconcile_duration_seconds_count 1",
             "erlmcp_operator_managed_clusters 0",
             "erlmcp_operator_leader 1",
+            "erlmcp_operator_status_refreshes_total 0",
+            "erlmcp_operator_status_writes_skipped_total 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

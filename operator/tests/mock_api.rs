@@ -10,7 +10,7 @@ use std::time::Duration;
 use erlmcp_crds::ErlmcpCluster;
 use erlmcp_operator::desired::{ServerCapabilities, FIELD_MANAGER};
 use erlmcp_operator::metrics::Metrics;
-use erlmcp_operator::reconcile::{error_policy, reconcile, Context};
+use erlmcp_operator::reconcile::{error_policy, reconcile, Context, RESYNC};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
@@ -147,7 +147,8 @@ async fn first_reconcile_sends_exactly_these_requests() {
         "PATCH /apis/apps/v1/namespaces/prod/statefulsets/mcp",
         "PATCH /apis/policy/v1/namespaces/prod/poddisruptionbudgets/mcp",
         "PATCH /apis/networking.k8s.io/v1/namespaces/prod/networkpolicies/mcp",
-        // Then the status.
+        // Then the status, with the Pods' readiness (listed: no controller caches here).
+        "GET /api/v1/namespaces/prod/pods",
         "PATCH /apis/erlmcp.io/v1alpha1/namespaces/prod/erlmcpclusters/mcp/status",
     ];
     assert_eq!(lines(&seen), expected);
@@ -293,12 +294,13 @@ async fn paused_applies_nothing_and_reports_status() {
         lines(&seen),
         vec![
             "GET /apis/apps/v1/namespaces/prod/statefulsets/mcp",
+            "GET /api/v1/namespaces/prod/pods",
             "PATCH /apis/erlmcp.io/v1alpha1/namespaces/prod/erlmcpclusters/mcp/status",
         ]
     );
-    assert_eq!(seen[1].body["status"]["phase"], "Paused");
-    assert_eq!(reconcile_condition(&seen[1])["reason"], "Paused");
-    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    assert_eq!(seen[2].body["status"]["phase"], "Paused");
+    assert_eq!(reconcile_condition(&seen[2])["reason"], "Paused");
+    assert_eq!(action, Action::requeue(RESYNC));
 }
 
 #[tokio::test]
@@ -384,9 +386,12 @@ async fn server_errors_back_off_without_pruning_or_crashing() {
             "erlmcp_operator_reconcile_errors_total{{reason=\"{}\"}} 3",
             err.reason()
         )));
-        // Recovery resets the backoff.
+        // Recovery resets the backoff. (During the backoff only a spec change runs a
+        // reconcile: other triggers wait it out.)
         api.stop_failing();
-        run(&c, &ctx).await.unwrap();
+        let mut fixed = (*c).clone();
+        fixed.metadata.generation = Some(2);
+        run(&fixed, &ctx).await.unwrap();
         assert_eq!(
             error_policy(c, &err, ctx.clone()),
             Action::requeue(Duration::from_secs(2))

@@ -113,6 +113,10 @@ autoscaling/v2 and v2beta2 HorizontalPodAutoscalers (Kubernetes 1.20 serves only
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [get, list, watch]
+# Pod readiness decides which members count as live (metadata and conditions are all it keeps).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

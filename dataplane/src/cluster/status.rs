@@ -45,11 +45,20 @@ pub fn apply_body(member: Option<&MemberStatus>) -> Value {
 
 /// The entry as the node sees itself now (heartbeat stamped by the caller).
 pub fn entry(node: &ClusterNode) -> MemberStatus {
+    let peers = node.reachable_members();
     MemberStatus {
         name: node.settings.member.clone(),
         ready: node.lifecycle().is_ready() && !node.is_leaving(),
         version: Some(env!("CARGO_PKG_VERSION").to_string()),
-        peers: node.reachable_members(),
+        // A count and a hash, not the names: the status must stay small at hundreds of pods.
+        peers: Vec::new(),
+        peer_count: Some(peers.len() as i32),
+        view_hash: Some(erlmcp_crds::membership_hash(
+            peers
+                .iter()
+                .map(String::as_str)
+                .chain([node.settings.member.as_str()]),
+        )),
         expected_peers: Some(node.expected().saturating_sub(1) as i32),
         sessions: node.sessions() as i64,
         last_heartbeat: None,
@@ -241,7 +250,7 @@ pub async fn report(node: Arc<ClusterNode>, client: kube::Client) {
                     tracing::info!(cluster = %t.name, "member status written again");
                 }
                 node.set_replicas(Some(i64::from(obj.spec.replicas)));
-                tracing::debug!(peers = ?m.peers, ready = m.ready, "member status written");
+                tracing::debug!(peers = ?m.peer_count, ready = m.ready, "member status written");
                 last = Some(m);
                 backoff = Duration::ZERO;
                 next_heartbeat = Instant::now() + jittered(HEARTBEAT);
@@ -514,15 +523,19 @@ mod tests {
             name: "mcp-0".into(),
             ready: true,
             version: Some("1".into()),
-            peers: vec!["mcp-1".into()],
+            peer_count: Some(1),
+            view_hash: Some(erlmcp_crds::membership_hash(["mcp-0", "mcp-1"])),
             expected_peers: Some(2),
             sessions: 3,
             last_heartbeat: Some("2026-01-01T00:00:00Z".into()),
+            ..Default::default()
         };
         let b = apply_body(Some(&m));
         assert_eq!(b["kind"], "ErlmcpCluster");
         assert_eq!(b["status"]["members"][0]["name"], "mcp-0");
         assert_eq!(b["status"]["members"][0]["expectedPeers"], 2);
+        assert_eq!(b["status"]["members"][0]["peerCount"], 1);
+        assert!(b["status"]["members"][0].get("peers").is_none(), "{b}");
         assert_eq!(
             b["status"]["members"][0]["lastHeartbeat"],
             "2026-01-01T00:00:00Z"

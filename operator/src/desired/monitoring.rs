@@ -25,27 +25,29 @@ fn meta_with(
 /// The original erlmcp v3 alerts (service down, error rate, latency, memory, partition), per cluster.
 pub fn alert_rules(cluster_name: &str, namespace: &str) -> Value {
     let sel = format!("namespace=\"{namespace}\",erlmcp_cluster=\"{cluster_name}\"");
+    // Aggregations keep the cluster's labels, so an alert says which cluster it is about.
+    let by = "namespace, erlmcp_cluster";
     json!([
         {"alert": "ErlmcpServiceDown",
          "expr": format!("up{{{sel}}} == 0"), "for": "1m",
          "labels": {"severity": "critical"},
          "annotations": {"summary": "erlmcp pod is down", "description": "{{ $labels.pod }} has not answered scrapes for 1 minute"}},
         {"alert": "ErlmcpHighErrorRate",
-         "expr": format!("sum(rate(erlmcp_request_errors_total{{{sel}}}[5m])) / clamp_min(sum(rate(erlmcp_requests_total{{{sel}}}[5m])), 1e-9) > 0.01"), "for": "5m",
+         "expr": format!("sum by ({by}) (rate(erlmcp_request_errors_total{{{sel}}}[5m])) / clamp_min(sum by ({by}) (rate(erlmcp_requests_total{{{sel}}}[5m])), 1e-9) > 0.01"), "for": "5m",
          "labels": {"severity": "warning"},
          "annotations": {"summary": "High MCP error rate", "description": "{{ $value | humanizePercentage }} of requests fail"}},
         {"alert": "ErlmcpHighLatency",
-         "expr": format!("histogram_quantile(0.99, sum by (le) (rate(erlmcp_request_duration_seconds_bucket{{{sel}}}[5m]))) > 1"), "for": "5m",
+         "expr": format!("histogram_quantile(0.99, sum by ({by}, le) (rate(erlmcp_request_duration_seconds_bucket{{{sel}}}[5m]))) > 1"), "for": "5m",
          "labels": {"severity": "warning"},
          "annotations": {"summary": "High MCP request latency", "description": "p99 latency is {{ $value }}s"}},
         {"alert": "ErlmcpMemoryPressure",
-         "expr": format!("max by (pod) (erlmcp_memory_total{{{sel}}}) / on(pod) max by (pod) (kube_pod_container_resource_limits{{resource=\"memory\",namespace=\"{namespace}\",container=\"erlmcp\"}}) > 0.8"), "for": "5m",
+         "expr": format!("max by ({by}, pod) (erlmcp_memory_total{{{sel}}}) / on (namespace, pod) group_left max by (namespace, pod) (kube_pod_container_resource_limits{{resource=\"memory\",namespace=\"{namespace}\",container=\"erlmcp\"}}) > 0.8"), "for": "5m",
          "labels": {"severity": "warning"},
          "annotations": {"summary": "erlmcp memory above 80% of its limit", "description": "{{ $labels.pod }} uses {{ $value | humanizePercentage }} of its memory limit"}},
         {"alert": "ErlmcpClusterPartition",
-         "expr": format!("min(erlmcp_cluster_nodes{{{sel}}}) < max(erlmcp_cluster_nodes_expected{{{sel}}})"), "for": "2m",
+         "expr": format!("max by ({by}) (erlmcp_cluster_nodes{{{sel}}}) < count by ({by}) (erlmcp_cluster_nodes{{{sel}}})"), "for": "2m",
          "labels": {"severity": "critical"},
-         "annotations": {"summary": "erlmcp cluster partition", "description": "a member sees only {{ $value }} nodes"}},
+         "annotations": {"summary": "erlmcp cluster partition", "description": "the best-connected member sees only {{ $value }} nodes: the members are split"}},
     ])
 }
 

@@ -40,6 +40,8 @@ pub enum Error {
     },
     #[error("expanding the session volumes: {0}")]
     ExpandStorage(#[source] kube::Error),
+    #[error("listing the Pods: {0}")]
+    ReadPods(#[source] kube::Error),
 }
 
 impl Error {
@@ -51,7 +53,8 @@ impl Error {
             | Error::Apply { source: e, .. }
             | Error::Prune { source: e, .. }
             | Error::WriteStatus(e)
-            | Error::ExpandStorage(e) => Some(e),
+            | Error::ExpandStorage(e)
+            | Error::ReadPods(e) => Some(e),
             Error::Immutable { .. } => None,
             // The API errors of that step come wrapped, with the generation errors.
             Error::GeneratedSecret(e) => e.downcast_ref::<kube::Error>(),

@@ -3,7 +3,7 @@
 //! each step that can fail has its own error variant.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use erlmcp_crds::status::{condition, phase};
@@ -23,20 +23,24 @@ use crate::desired::{
 };
 use crate::events::{ChildReason, ChildRef, Events};
 use crate::metrics::Metrics;
-use crate::status::{self, Outcome};
+use crate::status::{self, Outcome, ServerView};
+use crate::triggers::{LastOutcome, Watched};
 
 pub mod ca;
 mod error;
 pub mod immutable;
+mod refresh;
 pub mod scale;
 mod statefulset_steps;
 mod storage;
 pub use error::Error;
+pub use refresh::refresh_status;
 
 /// Field manager of the operator's status writes (distinct from the children's, and from the pods').
 pub const STATUS_MANAGER: &str = "erlmcp-operator-status";
-/// Requeue of a healthy cluster, to catch drift nobody told us about.
-pub const RESYNC: Duration = Duration::from_secs(300);
+/// Requeue of a healthy cluster, to catch drift nobody told us about. Slow: the watches report
+/// changes to every core child, so this only covers the optional kinds (not watched).
+pub const RESYNC: Duration = Duration::from_secs(1800);
 /// Requeue while a cluster is still converging (status follows the pods).
 pub const CONVERGING: Duration = Duration::from_secs(15);
 /// Error backoff: base, doubling per consecutive failure, capped.
@@ -54,7 +58,8 @@ pub struct Context {
     pub default_image: String,
     pub metrics: Metrics,
     pub events: Events,
-    failures: Mutex<HashMap<String, u32>>,
+    /// Caches, last outcomes, held health changes and backoffs (see [`crate::triggers`]).
+    pub watched: Watched,
 }
 
 impl Context {
@@ -70,7 +75,7 @@ impl Context {
             default_image: desired::default_image(),
             metrics,
             events: Events::new(recorder),
-            failures: Mutex::new(HashMap::new()),
+            watched: Watched::default(),
         }
     }
 
@@ -82,7 +87,7 @@ impl Context {
     }
 }
 
-fn key(c: &ErlmcpCluster) -> String {
+pub(crate) fn key(c: &ErlmcpCluster) -> String {
     format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any())
 }
 
@@ -97,6 +102,14 @@ fn key(c: &ErlmcpCluster) -> String {
     trace_id = tracing::field::Empty,
 ))]
 pub async fn reconcile(cluster: Arc<ErlmcpCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Some(left) = ctx
+        .watched
+        .holding(&key(&cluster), cluster.metadata.generation)
+    {
+        // Woken by something other than a spec change while backing off: keep the backoff.
+        ctx.count("backoff");
+        return Ok(Action::requeue(left));
+    }
     let started = Instant::now();
     crate::telemetry::record_trace_id();
     let result = match reconcile_inner(&cluster, &ctx).await {
@@ -108,10 +121,7 @@ pub async fn reconcile(cluster: Arc<ErlmcpCluster>, ctx: Arc<Context>) -> Result
         .duration
         .observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
-        ctx.failures
-            .lock()
-            .expect("failures lock")
-            .remove(&key(&cluster));
+        ctx.watched.succeeded(&key(&cluster));
     }
     result
 }
@@ -241,6 +251,9 @@ async fn ensure_generated_secrets(
         if child.name == names.tls_secret || child.name == names.ca_secret {
             continue;
         }
+        if cached(ctx, &ns, "Secret", &child.name).is_some() {
+            continue;
+        }
         let created = apply::create_once(&ctx.client, &ns, child, fill_generated())
             .await
             .map_err(Error::GeneratedSecret)?;
@@ -282,7 +295,12 @@ async fn read_secret_data(
         missing: Vec::new(),
     };
     for name in desired::mounted_secrets(cluster, names) {
-        match apply::secret_data(&ctx.client, &ns, &name).await {
+        // Ours (generated) are cached; the user's carry no label of ours and are read.
+        let data = match cached(ctx, &ns, "Secret", &name) {
+            Some(obj) => Ok(Some(cached_secret_data(&obj))),
+            None => apply::secret_data(&ctx.client, &ns, &name).await,
+        };
+        match data {
             Ok(Some(data)) => {
                 out.data.insert(name, data);
             }
@@ -301,9 +319,51 @@ async fn list_owned(
 ) -> Result<Vec<apply::Owned>, Error> {
     let ns = cluster.namespace().unwrap_or_default();
     let uid = cluster.uid().unwrap_or_default();
-    apply::list_owned(&ctx.client, &ns, &names.cluster, &uid, &ctx.capabilities)
-        .await
-        .map_err(Error::ListOwned)
+    let Some(scope) = ctx.watched.scope(&ns) else {
+        return apply::list_owned(&ctx.client, &ns, &names.cluster, &uid, &ctx.capabilities)
+            .await
+            .map_err(Error::ListOwned);
+    };
+    // The watched kinds from the caches; the optional CRD kinds (not watched) are listed.
+    let mut owned = scope.children.owned(&ns, &names.cluster, &uid);
+    let uncached: Vec<(String, String)> = crate::kinds::managed_kinds(&ctx.capabilities)
+        .into_iter()
+        .filter(|(_, kind)| !scope.children.caches(kind))
+        .collect();
+    if !uncached.is_empty() {
+        let listed = apply::list_owned_kinds(&ctx.client, &ns, &names.cluster, &uid, uncached)
+            .await
+            .map_err(Error::ListOwned)?;
+        owned.extend(listed);
+    }
+    Ok(owned)
+}
+
+/// A child from the controller's caches, when a controller runs for its namespace.
+fn cached(
+    ctx: &Context,
+    ns: &str,
+    kind: &str,
+    name: &str,
+) -> Option<Arc<kube::core::DynamicObject>> {
+    ctx.watched.scope(ns)?.children.get(kind, ns, name)
+}
+
+fn cached_secret_data(obj: &kube::core::DynamicObject) -> BTreeMap<String, Vec<u8>> {
+    use base64::Engine;
+    obj.data["data"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(v.as_str()?)
+                        .ok()?;
+                    Some((k.clone(), bytes))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What applying the children did.
@@ -550,8 +610,11 @@ async fn current_statefulset(
     ctx: &Context,
     cluster: &ErlmcpCluster,
 ) -> Result<Option<StatefulSet>, Error> {
-    let api: Api<StatefulSet> =
-        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let ns = cluster.namespace().unwrap_or_default();
+    if let Some(scope) = ctx.watched.scope(&ns) {
+        return Ok(scope.children.statefulset(&ns, &cluster.name_any()));
+    }
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     api.get_opt(&cluster.name_any())
         .await
         .map_err(Error::ReadStatefulSet)
@@ -565,13 +628,43 @@ async fn write_status(
     outcome: &Outcome,
     skipped: &[String],
 ) -> Result<ErlmcpClusterStatus, Error> {
-    let st = status::compute(&status::Observed {
+    let k = key(cluster);
+    ctx.watched.remember_outcome(
+        &k,
+        LastOutcome {
+            generation: cluster.metadata.generation,
+            outcome: outcome.clone(),
+            skipped: skipped.to_vec(),
+        },
+    );
+    let server = server_view(ctx, cluster).await?;
+    let pending = ctx.watched.pending(&k);
+    let (st, pending) = status::compute_debounced(&status::Observed {
         cluster,
         statefulset: sts,
         outcome,
         skipped,
+        server: &server,
+        pending: pending.as_ref(),
         now: chrono::Utc::now(),
     });
+    let look_again = if pending.is_some() {
+        // Once the held-back health change may be reported.
+        Some(status::HEALTH_DEBOUNCE_SECS + 1)
+    } else {
+        // Reports go stale with no event to say so: look again when the freshest would.
+        (cluster.spec.replicas > 0).then_some(status::HEARTBEAT_TIMEOUT_SECS + 1)
+    };
+    if let Some(secs) = look_again {
+        let at = kube::runtime::reflector::ObjectRef::from_obj(cluster);
+        ctx.watched
+            .refresh_later(at, Duration::from_secs(secs as u64));
+    }
+    ctx.watched.set_pending(&k, pending);
+    if unchanged(cluster, &st) {
+        ctx.metrics.status_writes_skipped.inc();
+        return Ok(st);
+    }
     let api: Api<ErlmcpCluster> =
         Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
     let body = json!({
@@ -589,6 +682,32 @@ async fn write_status(
     Ok(st)
 }
 
+/// Whether the status as computed is what the object holds already (members aside, which the
+/// pods own): then writing it would change nothing but load the API server and wake watchers.
+fn unchanged(cluster: &ErlmcpCluster, st: &ErlmcpClusterStatus) -> bool {
+    cluster.status.as_ref().is_some_and(|old| {
+        let mut old = old.clone();
+        old.members = Vec::new();
+        &old == st
+    })
+}
+
+/// Pod readiness and member report times: the Pods from the caches (else listed).
+async fn server_view(ctx: &Context, cluster: &ErlmcpCluster) -> Result<ServerView, Error> {
+    let ns = cluster.namespace().unwrap_or_default();
+    if let Some(scope) = ctx.watched.scope(&ns) {
+        let pods = scope.children.pods(&ns, &cluster.name_any());
+        return Ok(ServerView::of(cluster, pods.iter().map(AsRef::as_ref)));
+    }
+    if cluster.spec.replicas <= 0 {
+        return Ok(ServerView::of(cluster, []));
+    }
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let lp = kube::api::ListParams::default().labels(&desired::selector_string(cluster));
+    let pods = api.list(&lp).await.map_err(Error::ReadPods)?;
+    Ok(ServerView::of(cluster, &pods.items))
+}
+
 /// Exponential backoff per object, capped.
 pub fn error_policy(cluster: Arc<ErlmcpCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.count("error");
@@ -596,10 +715,9 @@ pub fn error_policy(cluster: Arc<ErlmcpCluster>, error: &Error, ctx: Arc<Context
         .errors
         .with_label_values(&[error.reason()])
         .inc();
-    let mut failures = ctx.failures.lock().expect("failures lock");
-    let n = failures.entry(key(&cluster)).or_insert(0);
-    *n = n.saturating_add(1);
-    let delay = backoff(*n);
+    let (_, delay) = ctx
+        .watched
+        .failed(&key(&cluster), cluster.metadata.generation, backoff);
     warn!(cluster = %key(&cluster), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

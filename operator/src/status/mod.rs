@@ -6,7 +6,7 @@ mod health;
 pub mod rollout;
 
 use chrono::{DateTime, Utc};
-use erlmcp_crds::status::{condition, phase};
+use erlmcp_crds::status::{condition, health as health_label, phase};
 use erlmcp_crds::validate::FieldError;
 use erlmcp_crds::{EndpointsStatus, ErlmcpCluster, ErlmcpClusterStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -14,7 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::desired::{self, Names};
 
-pub use health::{cluster_health, Health, HEARTBEAT_TIMEOUT_SECS};
+pub use health::{
+    cluster_health, debounce, Health, Pending, ServerView, HEALTH_DEBOUNCE_SECS,
+    HEARTBEAT_TIMEOUT_SECS,
+};
 
 /// What the reconcile found or did, besides the objects themselves.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +47,10 @@ pub struct Observed<'a> {
     pub outcome: &'a Outcome,
     /// Optional kinds skipped (no CRD), with why.
     pub skipped: &'a [String],
+    /// Pod readiness and report times, by the API server's word.
+    pub server: &'a ServerView,
+    /// A health change seen earlier and not reported yet (see [`debounce`]).
+    pub pending: Option<&'a Pending>,
     pub now: DateTime<Utc>,
 }
 
@@ -133,9 +140,15 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// The operator's status for the resource.
 pub fn compute(o: &Observed) -> ErlmcpClusterStatus {
+    compute_debounced(o).0
+}
+
+/// The status, and the health change it holds back (to be looked at again once the debounce
+/// has passed).
+pub fn compute_debounced(o: &Observed) -> (ErlmcpClusterStatus, Option<Pending>) {
     let c = o.cluster;
     let old = c.status.clone().unwrap_or_default();
-    let f = facts(o, &old);
+    let (f, pending) = facts(o, &old);
     let reconcile = reconcile_success(o.outcome, o.skipped);
     let reconcile_ok = reconcile.status == "True";
     let degraded = degraded_reason(&f, o.outcome);
@@ -144,7 +157,11 @@ pub fn compute(o: &Observed) -> ErlmcpClusterStatus {
         reconcile,
         progressing(&f),
         available(&f),
-        cluster_healthy(&f.health, f.expected.len()),
+        match (&pending, old_condition(&old, condition::CLUSTER_HEALTHY)) {
+            // Held back: the reported condition stands, message included.
+            (Some(_), Some(held)) => held,
+            _ => cluster_healthy(&f.health, f.expected.len()),
+        },
         degraded_condition(&f, degraded),
     ];
     carry_transitions(
@@ -165,7 +182,7 @@ pub fn compute(o: &Observed) -> ErlmcpClusterStatus {
         .filter(|m| f.expected.contains(&m.name))
         .filter_map(|m| m.version.clone())
         .min();
-    ErlmcpClusterStatus {
+    let st = ErlmcpClusterStatus {
         observed_generation: c.metadata.generation,
         phase: Some(phase_of(o.outcome, &f, degraded).into()),
         health: Some(f.health.label().into()),
@@ -179,6 +196,25 @@ pub fn compute(o: &Observed) -> ErlmcpClusterStatus {
         last_progress_time: f.progress.last.map(|t| t.to_rfc3339()),
         conditions,
         members: Vec::new(),
+    };
+    (st, pending)
+}
+
+fn old_condition(old: &ErlmcpClusterStatus, type_: &str) -> Option<Condition> {
+    old.conditions.iter().find(|c| c.type_ == type_).cloned()
+}
+
+/// The health a held-back change leaves reported, by its label (details are in the old
+/// condition, which is kept as it was).
+fn reported_health(label: &str) -> Health {
+    match label {
+        health_label::HEALTHY => Health::Healthy,
+        health_label::PARTITIONED => Health::Partitioned { groups: Vec::new() },
+        health_label::IDLE => Health::Idle,
+        health_label::UNKNOWN => Health::Unknown,
+        _ => Health::Degraded {
+            missing: Vec::new(),
+        },
     }
 }
 
@@ -198,11 +234,16 @@ struct Facts {
     deadline_secs: i64,
 }
 
-fn facts(o: &Observed, old: &ErlmcpClusterStatus) -> Facts {
+fn facts(o: &Observed, old: &ErlmcpClusterStatus) -> (Facts, Option<Pending>) {
     let desired = o.cluster.spec.replicas;
     let rollout = rollout(o.statefulset, desired);
     let expected = expected_pods(o.cluster);
-    let health = cluster_health(&expected, &old.members, o.now);
+    let seen = cluster_health(&expected, &old.members, o.server, o.now);
+    let (report, pending) = debounce(old.health.as_deref(), &seen, o.pending, o.now);
+    let health = match old.health.as_deref() {
+        Some(label) if !report => reported_health(label),
+        _ => seen,
+    };
     let has_statefulset = o.statefulset.is_some();
     let invalid = matches!(o.outcome, Outcome::Invalid(_));
     let never_ran = old.phase.as_deref().is_none_or(|p| {
@@ -211,7 +252,7 @@ fn facts(o: &Observed, old: &ErlmcpClusterStatus) -> Facts {
     let creating = has_statefulset && never_ran && rollout.ready < desired;
     let progressing = (!rollout.complete || creating) && has_statefulset && !invalid;
     let progress = rollout::progress(o.cluster, old, &rollout, progressing, o.now);
-    Facts {
+    let f = Facts {
         desired,
         rollout,
         expected,
@@ -222,7 +263,8 @@ fn facts(o: &Observed, old: &ErlmcpClusterStatus) -> Facts {
         progressing,
         progress,
         deadline_secs: rollout::deadline_secs(o.cluster),
-    }
+    };
+    (f, pending)
 }
 
 /// ReconcileSuccess: what this reconcile did.

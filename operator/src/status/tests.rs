@@ -21,6 +21,34 @@ fn member(name: &str, peers: &[&str], age_secs: i64) -> MemberStatus {
         expected_peers: Some(2),
         sessions: 3,
         last_heartbeat: Some((now() - Duration::seconds(age_secs)).to_rfc3339()),
+        ..Default::default()
+    }
+}
+
+/// A member as current pods report it: a count and a hash of its view, no names.
+fn hashed(name: &str, peers: &[&str], age_secs: i64) -> MemberStatus {
+    let mut m = member(name, &[], age_secs);
+    m.peer_count = Some(peers.len() as i32);
+    m.view_hash = Some(erlmcp_crds::membership_hash(
+        peers.iter().copied().chain([name]),
+    ));
+    m
+}
+
+/// What the server says when every member's Pod is Ready and it stored each report when the
+/// report says (pod clocks right).
+fn server_of(members: &[MemberStatus]) -> ServerView {
+    ServerView {
+        ready_pods: members.iter().map(|m| m.name.clone()).collect(),
+        reported_at: Some(
+            members
+                .iter()
+                .map(|m| {
+                    let t = DateTime::parse_from_rfc3339(m.last_heartbeat.as_deref().unwrap());
+                    (m.name.clone(), t.unwrap().with_timezone(&Utc))
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -62,11 +90,18 @@ fn observe(
     outcome: &Outcome,
     at: DateTime<Utc>,
 ) -> ErlmcpClusterStatus {
+    let members = c
+        .status
+        .as_ref()
+        .map(|s| s.members.clone())
+        .unwrap_or_default();
     compute(&Observed {
         cluster: c,
         statefulset,
         outcome,
         skipped: &[],
+        server: &server_of(&members),
+        pending: None,
         now: at,
     })
 }
@@ -157,7 +192,12 @@ fn a_partition_reports_its_groups() {
         member("mcp-1", &["mcp-0"], 5),
         member("mcp-2", &[], 5),
     ];
-    let h = cluster_health(&expected_pods(&cluster(3, vec![])), &members, now());
+    let h = cluster_health(
+        &expected_pods(&cluster(3, vec![])),
+        &members,
+        &server_of(&members),
+        now(),
+    );
     assert_eq!(
         h,
         Health::Partitioned {
@@ -260,4 +300,166 @@ fn transition_times_move_only_on_flips() {
         get(&flipped, "ReconcileSuccess").last_transition_time,
         get(&first, "ReconcileSuccess").last_transition_time
     );
+}
+
+fn health_of(members: &[MemberStatus], server: &ServerView) -> Health {
+    cluster_health(&expected_pods(&cluster(3, vec![])), members, server, now())
+}
+
+#[test]
+fn hashed_views_agree_and_old_entries_read_the_same() {
+    let hashed_members = vec![
+        hashed("mcp-0", &["mcp-1", "mcp-2"], 5),
+        hashed("mcp-1", &["mcp-0", "mcp-2"], 5),
+        hashed("mcp-2", &["mcp-0", "mcp-1"], 5),
+    ];
+    assert_eq!(
+        health_of(&hashed_members, &server_of(&hashed_members)),
+        Health::Healthy
+    );
+    // Mid-upgrade: one old pod still writes names; it reads as the same view.
+    let mut mixed = hashed_members.clone();
+    mixed[2] = member("mcp-2", &["mcp-0", "mcp-1"], 5);
+    assert_eq!(health_of(&mixed, &server_of(&mixed)), Health::Healthy);
+}
+
+#[test]
+fn a_crashed_member_whose_last_report_is_fresh_is_not_live() {
+    // mcp-2 crashed right after reporting "ready, sees everyone"; the others lost it.
+    let members = vec![
+        hashed("mcp-0", &["mcp-1"], 5),
+        hashed("mcp-1", &["mcp-0"], 5),
+        hashed("mcp-2", &["mcp-0", "mcp-1"], 5),
+    ];
+    let mut server = server_of(&members);
+    assert!(
+        matches!(health_of(&members, &server), Health::Degraded { .. }),
+        "with its Pod Ready it is live but not seen: degraded, never partitioned"
+    );
+    server.ready_pods.remove("mcp-2");
+    assert_eq!(
+        health_of(&members, &server),
+        Health::Degraded {
+            missing: vec!["mcp-2".into()]
+        },
+        "one pod down is not a partition"
+    );
+}
+
+#[test]
+fn a_partition_needs_two_groups_that_each_miss_the_other() {
+    let split = vec![
+        hashed("mcp-0", &["mcp-1"], 5),
+        hashed("mcp-1", &["mcp-0"], 5),
+        hashed("mcp-2", &[], 5),
+    ];
+    assert_eq!(
+        health_of(&split, &server_of(&split)),
+        Health::Partitioned {
+            groups: vec![vec!["mcp-0".into(), "mcp-1".into()], vec!["mcp-2".into()]]
+        }
+    );
+    // mcp-2 sees everyone, the others do not see it (yet): one side misses, not both.
+    let lagging = vec![
+        hashed("mcp-0", &["mcp-1"], 5),
+        hashed("mcp-1", &["mcp-0"], 5),
+        hashed("mcp-2", &["mcp-0", "mcp-1"], 5),
+    ];
+    assert_eq!(
+        health_of(&lagging, &server_of(&lagging)),
+        Health::Degraded {
+            missing: vec!["mcp-0".into(), "mcp-1".into()]
+        },
+        "the members that do not see every live member"
+    );
+}
+
+#[test]
+fn freshness_is_judged_by_server_time_not_pod_clocks() {
+    let members = three_connected();
+    let mut server = server_of(&members);
+    // mcp-2's clock says it reported 5 s ago; the server stored its last report 5 min ago.
+    server
+        .reported_at
+        .as_mut()
+        .unwrap()
+        .insert("mcp-2".into(), now() - Duration::seconds(300));
+    assert_eq!(
+        health_of(&members, &server),
+        Health::Degraded {
+            missing: vec!["mcp-0".into(), "mcp-1".into(), "mcp-2".into()]
+        },
+        "mcp-2 is gone; the others still list it, so nobody sees exactly the live set"
+    );
+    // Reports the server never stored (no managedFields entry) are not fresh either.
+    server.reported_at.as_mut().unwrap().remove("mcp-0");
+    assert!(matches!(
+        health_of(&members, &server),
+        Health::Degraded { .. }
+    ));
+}
+
+#[test]
+fn server_view_reads_member_managers_and_ready_pods() {
+    use k8s_openapi::api::core::v1::Pod;
+    let mut c = cluster(2, vec![]);
+    c.metadata.managed_fields = Some(
+        serde_json::from_value(serde_json::json!([
+            {"manager": "erlmcp-member-mcp-0", "operation": "Apply", "time": "2026-11-23T09:59:30Z"},
+            {"manager": "erlmcp-operator-status", "operation": "Apply", "time": "2026-11-23T09:00:00Z"},
+        ]))
+        .unwrap(),
+    );
+    let pod = |name: &str, ready: &str| -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]}}))
+        .unwrap()
+    };
+    let pods = [pod("mcp-0", "True"), pod("mcp-1", "False")];
+    let v = ServerView::of(&c, &pods);
+    assert_eq!(v.ready_pods.iter().collect::<Vec<_>>(), vec!["mcp-0"]);
+    let times = v.reported_at.unwrap();
+    assert_eq!(times.len(), 1);
+    assert_eq!(times["mcp-0"], now() - Duration::seconds(30));
+}
+
+#[test]
+fn a_health_change_is_reported_only_once_it_holds() {
+    let healthy = three_connected();
+    let mut c = cluster(3, healthy.clone());
+    let s = sts(3, 3, 3, true);
+    let first = observe(&c, Some(&s), &Outcome::Applied, now());
+    assert_eq!(first.health.as_deref(), Some("Healthy"));
+    c.status.as_mut().unwrap().conditions = first.conditions.clone();
+    c.status.as_mut().unwrap().health = first.health.clone();
+    // mcp-2's Pod stops being Ready.
+    let mut server = server_of(&healthy);
+    server.ready_pods.remove("mcp-2");
+    let at = |secs: i64, pending: Option<&Pending>| {
+        compute_debounced(&Observed {
+            cluster: &c,
+            statefulset: Some(&s),
+            outcome: &Outcome::Applied,
+            skipped: &[],
+            server: &server,
+            pending,
+            now: now() + Duration::seconds(secs),
+        })
+    };
+    let (held, pending) = at(1, None);
+    assert_eq!(held.health.as_deref(), Some("Healthy"), "not yet");
+    assert_eq!(get(&held, "ClusterHealthy"), get(&first, "ClusterHealthy"));
+    let pending = pending.expect("the change is pending");
+    let (still, again) = at(HEALTH_DEBOUNCE_SECS - 1, Some(&pending));
+    assert_eq!(still.health.as_deref(), Some("Healthy"));
+    assert_eq!(
+        again.as_ref(),
+        Some(&pending),
+        "pending since the first sight"
+    );
+    let (reported, none) = at(HEALTH_DEBOUNCE_SECS + 1, Some(&pending));
+    assert_eq!(reported.health.as_deref(), Some("Degraded"));
+    assert_eq!(get(&reported, "ClusterHealthy").reason, "MembersMissing");
+    assert!(none.is_none());
 }

@@ -72,6 +72,12 @@ const NOT_SEEN_BUT_NEEDED: &[(&str, &str, &str, &str)] = &[
         "update",
         "the operator CA's renewals replace its Secrets at the read resourceVersion (days apart)",
     ),
+    (
+        "apps",
+        "statefulsets",
+        "get",
+        "read from the watch cache once it is synced; a reconcile before that reads it directly",
+    ),
 ];
 
 #[test]

@@ -1,0 +1,250 @@
+//! The controller's caches: one reflector store per watched child kind and one of the Pods,
+//! fed by the same watches that trigger reconciles. A reconcile reads its children here
+//! instead of LISTing each kind on every run (at a thousand clusters that was most of the
+//! operator's API traffic), and the status trigger reads Pods and StatefulSets here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use erlmcp_crds::ErlmcpCluster;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use crate::apply::{self, Owned};
+
+/// The label that names a child's (and a Pod's) cluster.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// One store per watched child kind, and the Pods.
+#[derive(Clone)]
+pub struct ChildStores {
+    /// The kind as watched, and its store.
+    pub kinds: Vec<(ApiResource, Store<DynamicObject>)>,
+    pub pods: Store<Pod>,
+}
+
+impl ChildStores {
+    fn store(&self, kind: &str) -> Option<&(ApiResource, Store<DynamicObject>)> {
+        self.kinds.iter().find(|(ar, _)| ar.kind == kind)
+    }
+
+    /// Whether every store holds its first LIST: before, an empty store would read as "no
+    /// children" (and events would say Created for what exists).
+    pub fn synced(&self) -> bool {
+        use futures::FutureExt;
+        let ready = |s: &Store<_>| s.wait_until_ready().now_or_never().is_some();
+        self.kinds.iter().all(|(_, s)| ready(s))
+            && self.pods.wait_until_ready().now_or_never().is_some()
+    }
+
+    /// Whether `kind` is cached here (the optional CRD kinds are not).
+    pub fn caches(&self, kind: &str) -> bool {
+        self.store(kind).is_some()
+    }
+
+    /// A cached child, by kind, namespace and name.
+    pub fn get(&self, kind: &str, ns: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        let (ar, store) = self.store(kind)?;
+        store.get(&ObjectRef::new_with(name, ar.clone()).within(ns))
+    }
+
+    /// The cluster's StatefulSet, as last watched.
+    pub fn statefulset(&self, ns: &str, name: &str) -> Option<StatefulSet> {
+        let obj = self.get("StatefulSet", ns, name)?;
+        serde_json::to_value(obj.as_ref())
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
+
+    /// The cached children a controller owner reference ties to `owner_uid`.
+    pub fn owned(&self, ns: &str, cluster: &str, owner_uid: &str) -> Vec<Owned> {
+        self.kinds
+            .iter()
+            .flat_map(|(ar, store)| {
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|o| of_cluster(o.as_ref(), ns, cluster))
+                    .filter_map(|o| apply::owned_entry(&o, &ar.api_version, &ar.kind, owner_uid))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The cluster's Pods.
+    pub fn pods(&self, ns: &str, cluster: &str) -> Vec<Arc<Pod>> {
+        self.pods
+            .state()
+            .into_iter()
+            .filter(|p| of_cluster(p.as_ref(), ns, cluster))
+            .collect()
+    }
+}
+
+fn of_cluster<K: Resource>(o: &K, ns: &str, cluster: &str) -> bool {
+    o.meta().namespace.as_deref() == Some(ns)
+        && o.meta()
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(INSTANCE_LABEL))
+            .is_some_and(|n| n == cluster)
+}
+
+/// The cluster a child or Pod belongs to: its controller owner reference for children, its
+/// instance label for Pods (whose owner is the StatefulSet).
+pub fn owner_of<K: Resource>(o: &K) -> Option<ObjectRef<ErlmcpCluster>> {
+    let ns = o.meta().namespace.as_deref()?;
+    let by_owner = o
+        .meta()
+        .owner_references
+        .as_ref()
+        .and_then(|refs| {
+            refs.iter()
+                .find(|r| r.controller == Some(true) && r.kind == "ErlmcpCluster")
+        })
+        .map(|r| r.name.clone());
+    let name = by_owner.or_else(|| o.meta().labels.as_ref()?.get(INSTANCE_LABEL).cloned())?;
+    Some(ObjectRef::new(&name).within(ns))
+}
+
+/// What the cache keeps of an object: no managedFields (half of a small object's size).
+pub fn slim<K: Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+}
+
+/// What the cache keeps of a Pod: its metadata and conditions, enough for readiness.
+pub fn slim_pod(p: &mut Pod) {
+    slim(p);
+    p.spec = None;
+    if let Some(st) = p.status.as_mut() {
+        *st = k8s_openapi::api::core::v1::PodStatus {
+            conditions: st.conditions.take(),
+            ..Default::default()
+        };
+    }
+}
+
+/// What part of a child a reconcile cares about: its generation (spec) where it has one,
+/// else every change (ConfigMaps, Secrets, RBAC objects have no status to churn).
+fn signature<K: Resource>(o: &K) -> String {
+    match o.meta().generation {
+        Some(g) => format!("g{g}"),
+        None => format!(
+            "rv{}",
+            o.meta().resource_version.clone().unwrap_or_default()
+        ),
+    }
+}
+
+/// Child watch events that should reconcile the owner: creations, spec changes and deletions.
+/// Status-only updates (a StatefulSet's ready count, an HPA's metrics) are dropped here: they
+/// reach the status trigger instead, which re-applies nothing.
+pub fn child_changes<K, S>(events: S) -> impl Stream<Item = Result<K, watcher::Error>>
+where
+    K: Resource + Clone,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    let mut seen: HashMap<String, String> = HashMap::new();
+    events.filter_map(move |ev| {
+        let out: Vec<Result<K, watcher::Error>> = match ev {
+            Err(e) => vec![Err(e)],
+            Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => {
+                let key = o.uid().unwrap_or_else(|| o.name_any());
+                let sig = signature(&o);
+                if seen.get(&key) == Some(&sig) {
+                    vec![]
+                } else {
+                    seen.insert(key, sig);
+                    vec![Ok(o)]
+                }
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                seen.remove(&o.uid().unwrap_or_else(|| o.name_any()));
+                vec![Ok(o)]
+            }
+            Ok(watcher::Event::Init) | Ok(watcher::Event::InitDone) => vec![],
+        };
+        futures::future::ready(out.into_iter().next())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::json;
+
+    fn sts(uid: &str, generation: i64, rv: &str) -> StatefulSet {
+        serde_json::from_value(json!({"metadata": {"name": "mcp", "namespace": "prod",
+            "uid": uid, "generation": generation, "resourceVersion": rv}}))
+        .unwrap()
+    }
+
+    fn passed<K: Resource + Clone>(events: Vec<watcher::Event<K>>) -> Vec<K> {
+        let s = futures::stream::iter(events.into_iter().map(Ok));
+        block_on(child_changes(s).map(|r| r.unwrap()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn status_only_child_updates_do_not_reconcile() {
+        use watcher::Event::*;
+        let got = passed(vec![
+            Init,
+            InitApply(sts("a", 1, "10")),
+            InitDone,
+            Apply(sts("a", 1, "11")), // ready count moved
+            Apply(sts("a", 2, "12")), // someone edited the spec
+            Delete(sts("a", 2, "13")),
+            Apply(sts("a", 1, "14")), // re-created
+        ]);
+        let rvs: Vec<_> = got
+            .iter()
+            .map(|s| s.metadata.resource_version.clone().unwrap())
+            .collect();
+        assert_eq!(rvs, vec!["10", "12", "13", "14"]);
+    }
+
+    #[test]
+    fn kinds_without_a_generation_reconcile_on_every_change() {
+        let cm = |rv: &str| -> ConfigMap {
+            serde_json::from_value(
+                json!({"metadata": {"name": "c", "uid": "u", "resourceVersion": rv}}),
+            )
+            .unwrap()
+        };
+        let got = passed(vec![
+            watcher::Event::Apply(cm("1")),
+            watcher::Event::Apply(cm("1")),
+            watcher::Event::Apply(cm("2")),
+        ]);
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn owners_by_reference_or_instance_label() {
+        let child: StatefulSet = serde_json::from_value(json!({"metadata": {
+            "name": "x", "namespace": "prod",
+            "ownerReferences": [{"apiVersion": "erlmcp.io/v1alpha1", "kind": "ErlmcpCluster",
+                                 "name": "mcp", "uid": "u", "controller": true}]}}))
+        .unwrap();
+        assert_eq!(owner_of(&child), Some(ObjectRef::new("mcp").within("prod")));
+        let pod: Pod = serde_json::from_value(json!({"metadata": {
+            "name": "mcp-0", "namespace": "prod", "labels": {INSTANCE_LABEL: "mcp"}},
+            "spec": {"containers": [{"name": "erlmcp"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}))
+        .unwrap();
+        assert_eq!(owner_of(&pod), Some(ObjectRef::new("mcp").within("prod")));
+        let mut slimmed = pod.clone();
+        slim_pod(&mut slimmed);
+        assert!(slimmed.spec.is_none());
+        let st = slimmed.status.unwrap();
+        assert_eq!(st.conditions.unwrap().len(), 1);
+        assert!(st.phase.is_none());
+    }
+}
