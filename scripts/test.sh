@@ -56,6 +56,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "unit and mocked-API tests"
 cargo test --workspace --exclude erlmcp-e2e
 
+step "fuzz harnesses on stable: every target over its seeds, saved inputs and proptest inputs"
+CARGO_TARGET_DIR=target cargo test --manifest-path fuzz/Cargo.toml
+
+step "comparison report arithmetic (bench/compare.sh's medians, ratios, table)"
+python3 -m unittest bench/test_compare_report.py
+
 step "load generator against a local erlmcp: every transport, both families (report structure, zero errors)"
 bash loadgen/tests/smoke.sh
 

@@ -133,11 +133,16 @@ pub fn peer_handshake(data: &[u8]) {
             member: "fuzz".into(),
             incarnation: "1".into(),
         };
+        // Mid-rotation, so proofs of either cookie would count: none can be forged.
+        let cookies = auth::Cookies::new(
+            b"a-cookie-of-sixteen-bytes".as_slice(),
+            Some(b"the-previous-cookie-bytes".to_vec()),
+        );
         client.write_all(data).await.expect("fits the pipe");
         client.shutdown().await.expect("shutdown");
         let verdict = tokio::time::timeout(
             std::time::Duration::from_secs(1),
-            auth::accept(&mut server, &me, Some(b"a-cookie-of-sixteen-bytes")),
+            auth::accept(&mut server, &me, Some(&cookies)),
         )
         .await;
         if let Ok(Ok(peer)) = verdict {
