@@ -2,7 +2,7 @@
 //! build -> apply children -> prune -> report status and events. Each step is a function, and
 //! each step that can fail has its own error variant.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,23 +14,23 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing::{info, warn};
 
 use crate::apply;
-use crate::desired::{
-    self, BuildContext, Desired, Names, ServerCapabilities, GENERATED_PLACEHOLDER,
-};
+use crate::desired::{self, BuildContext, Desired, Names, ServerCapabilities};
 use crate::events::{ChildReason, ChildRef, Events};
 use crate::metrics::Metrics;
 use crate::status::{self, Outcome, ServerView};
 use crate::triggers::{LastOutcome, Watched};
+use secrets::{ensure_generated_secrets, read_secret_data};
 
 pub mod ca;
 mod error;
 pub mod immutable;
 mod refresh;
 pub mod scale;
+mod secrets;
 mod statefulset_steps;
 mod storage;
 pub use error::Error;
@@ -239,78 +239,6 @@ async fn report_paused(ctx: &Context, cluster: &ErlmcpCluster) -> Result<Action,
     Ok(Action::requeue(RESYNC))
 }
 
-/// Generated Secrets first: the cookie is created once, never rewritten (the operator CA's
-/// Secrets have their own step, [`renew_operator_ca`]).
-async fn ensure_generated_secrets(
-    ctx: &Context,
-    cluster: &ErlmcpCluster,
-    names: &Names,
-) -> Result<(), Error> {
-    let ns = cluster.namespace().unwrap_or_default();
-    for child in &desired::generated(cluster, names) {
-        if child.name == names.tls_secret || child.name == names.ca_secret {
-            continue;
-        }
-        if cached(ctx, &ns, "Secret", &child.name).is_some() {
-            continue;
-        }
-        let created = apply::create_once(&ctx.client, &ns, child, fill_generated())
-            .await
-            .map_err(Error::GeneratedSecret)?;
-        if created {
-            info!(kind = %child.kind, name = %child.name, "created");
-            ctx.events
-                .child(cluster, child_ref(child), ChildReason::Generated)
-                .await;
-        }
-    }
-    Ok(())
-}
-
-/// Fill the cookie's placeholder right before it is created.
-fn fill_generated() -> impl FnOnce(&mut Value) -> anyhow::Result<()> {
-    move |obj: &mut Value| {
-        let data = BTreeMap::from([(desired::COOKIE_KEY.to_string(), desired::generate_cookie())]);
-        obj["stringData"] = serde_json::to_value(&data)?;
-        debug_assert!(!obj.to_string().contains(GENERATED_PLACEHOLDER));
-        Ok(())
-    }
-}
-
-/// The Secrets the pods mount: their contents (which feed the pod-template checksum) and the
-/// names of those that do not exist.
-struct SecretData {
-    data: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-    missing: Vec<String>,
-}
-
-async fn read_secret_data(
-    ctx: &Context,
-    cluster: &ErlmcpCluster,
-    names: &Names,
-) -> Result<SecretData, Error> {
-    let ns = cluster.namespace().unwrap_or_default();
-    let mut out = SecretData {
-        data: BTreeMap::new(),
-        missing: Vec::new(),
-    };
-    for name in desired::mounted_secrets(cluster, names) {
-        // Ours (generated) are cached; the user's carry no label of ours and are read.
-        let data = match cached(ctx, &ns, "Secret", &name) {
-            Some(obj) => Ok(Some(cached_secret_data(&obj))),
-            None => apply::secret_data(&ctx.client, &ns, &name).await,
-        };
-        match data {
-            Ok(Some(data)) => {
-                out.data.insert(name, data);
-            }
-            Ok(None) => out.missing.push(name),
-            Err(source) => return Err(Error::ReadSecret { name, source }),
-        }
-    }
-    Ok(out)
-}
-
 /// What we own already (for events and pruning).
 async fn list_owned(
     ctx: &Context,
@@ -347,23 +275,6 @@ fn cached(
     name: &str,
 ) -> Option<Arc<kube::core::DynamicObject>> {
     ctx.watched.scope(ns)?.children.get(kind, ns, name)
-}
-
-fn cached_secret_data(obj: &kube::core::DynamicObject) -> BTreeMap<String, Vec<u8>> {
-    use base64::Engine;
-    obj.data["data"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(v.as_str()?)
-                        .ok()?;
-                    Some((k.clone(), bytes))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// What applying the children did.
