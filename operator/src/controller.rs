@@ -97,6 +97,10 @@ async fn run_controller(
     let ns = ns.as_deref();
     let scope = ns.unwrap_or_default().to_string();
     let debounce = tuning.status_debounce;
+    // Heartbeats (the pods' member reports, many per minute) wait out the debounce; a StatefulSet
+    // or Pod change (rare: a pod died, became ready, rolled) is reported within a moment, so a
+    // pod that dies and is back in seconds still shows as Ready=False while it is gone.
+    let prompt = debounce.min(Duration::from_millis(500));
     // Children are watched by our label only, so the caches hold our objects, not the cluster's.
     let owned = watcher::Config::default().labels(&desired::managed_selector(None));
     let dynamic = |ar: &kube::core::ApiResource| match ns {
@@ -153,7 +157,7 @@ async fn run_controller(
                 if let (true, watcher::Event::Apply(o) | watcher::Event::Delete(o)) =
                     (is_statefulset, ev)
                 {
-                    refresh_owner(&on_child, o, debounce);
+                    refresh_owner(&on_child, o, prompt);
                 }
             });
         controller = controller.owns_stream_with(stores::child_changes(events), ar);
@@ -166,7 +170,7 @@ async fn run_controller(
         .reflect(writer)
         .inspect_ok(move |ev| {
             if let watcher::Event::Apply(p) | watcher::Event::Delete(p) = ev {
-                refresh_owner(&on_pod, p, debounce);
+                refresh_owner(&on_pod, p, prompt);
             }
         })
         .touched_objects();
