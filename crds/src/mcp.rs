@@ -139,7 +139,9 @@ pub struct ToolSpec {
     /// `forbidden` (default), `optional` (a task when the client supports tasks, else a plain
     /// call) or `required` (a client without task support gets an error). Meant for long
     /// command and HTTP backends.
+    // Schema of the bare enum: an `Option`'s `null` in `enum` makes Kubernetes 1.20 refuse the CRD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "TaskSupport")]
     pub task_support: Option<TaskSupport>,
     /// What runs when the tool is called.
     pub backend: ToolBackend,
