@@ -139,6 +139,9 @@ struct CelCase {
     error_path: &'static str,
     /// Merged into `spec` of the basic sample.
     spec_change: Value,
+    /// Transition rules (`oldSelf`) judge an update: when not null, the sample with this merged
+    /// into its spec is created first (and must be accepted), then `spec_change` is applied on top.
+    before: Value,
 }
 
 fn cel_cases() -> Vec<CelCase> {
@@ -150,30 +153,35 @@ fn cel_cases() -> Vec<CelCase> {
             error_path: "spec.autoscaling",
             spec_change: json!({"autoscaling": {
                 "minReplicas": 5, "maxReplicas": 3, "targetCPUUtilizationPercentage": 70}}),
+            before: Value::Null,
         },
         CelCase {
             schema_path: "spec.autoscaling",
             message: "autoscaling needs at least one target",
             error_path: "spec.autoscaling",
             spec_change: json!({"autoscaling": {"enabled": true, "maxReplicas": 5}}),
+            before: Value::Null,
         },
         CelCase {
             schema_path: "spec.mcp.auth",
             message: "mode bearer needs bearerToken",
             error_path: "spec.mcp.auth",
             spec_change: json!({"mcp": {"auth": {"mode": "bearer"}}}),
+            before: Value::Null,
         },
         CelCase {
             schema_path: "spec.mcp.auth",
             message: "mode jwt needs jwt",
             error_path: "spec.mcp.auth",
             spec_change: json!({"mcp": {"auth": {"mode": "jwt"}}}),
+            before: Value::Null,
         },
         CelCase {
             schema_path: "spec.mcp.auth.bearerToken",
             message: one_of_secret,
             error_path: "spec.mcp.auth.bearerToken",
             spec_change: json!({"mcp": {"auth": {"mode": "bearer", "bearerToken": {}}}}),
+            before: Value::Null,
         },
         CelCase {
             schema_path: "spec.mcp.auth.jwt.jwks",
@@ -182,12 +190,14 @@ fn cel_cases() -> Vec<CelCase> {
             spec_change: json!({"mcp": {"auth": {"mode": "jwt", "jwt": {
                 "issuer": "https://issuer.test", "audience": "erlmcp",
                 "jwks": {"value": "{\"keys\":[]}", "file": "/etc/jwks.json"}}}}}),
+            before: Value::Null,
         },
         CelCase {
             schema_path: "spec.mcp.resources[]",
             message: "exactly one of text, file or blob must be set",
             error_path: "spec.mcp.resources[0]",
             spec_change: json!({"mcp": {"resources": [{"name": "r", "uri": "file:///r"}]}}),
+            before: Value::Null,
         },
         CelCase {
             schema_path: "spec.mcp.tools[].backend",
@@ -195,6 +205,7 @@ fn cel_cases() -> Vec<CelCase> {
             error_path: "spec.mcp.tools[0].backend",
             spec_change: json!({"mcp": {"tools": [{"name": "t", "backend": {
                 "builtin": "echo", "command": {"command": ["true"]}}}]}}),
+            before: Value::Null,
         },
         CelCase {
             schema_path: "spec.mcp.tools[].backend.http.headers[].value",
@@ -202,18 +213,35 @@ fn cel_cases() -> Vec<CelCase> {
             error_path: "spec.mcp.tools[0].backend.http.headers[0].value",
             spec_change: json!({"mcp": {"tools": [{"name": "t", "backend": {"http": {
                 "url": "http://127.0.0.1:1/", "headers": [{"name": "h", "value": {}}]}}}]}}),
+            before: Value::Null,
         },
         CelCase {
             schema_path: "spec.podDisruptionBudget",
             message: "set minAvailable or maxUnavailable, not both",
             error_path: "spec.podDisruptionBudget",
             spec_change: json!({"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}}),
+            before: Value::Null,
         },
         CelCase {
             schema_path: "spec.tls",
             message: "exactly one TLS source: secretName, issuerRef or operatorCa",
             error_path: "spec.tls",
             spec_change: json!({"tls": {"secretName": "tls", "operatorCa": {}}}),
+            before: Value::Null,
+        },
+        CelCase {
+            schema_path: "spec",
+            message: "spec.storage cannot be added or removed after creation: create a new cluster",
+            error_path: "spec",
+            spec_change: json!({"storage": {"size": "1Gi"}}),
+            before: json!({}),
+        },
+        CelCase {
+            schema_path: "spec.storage",
+            message: "spec.storage.storageClassName cannot change after creation",
+            error_path: "spec.storage",
+            spec_change: json!({"storage": {"storageClassName": "other"}}),
+            before: json!({"storage": {"size": "1Gi", "storageClassName": "first"}}),
         },
     ]
 }
@@ -288,6 +316,16 @@ async fn each_cel_rule_refuses_its_bad_object_at_kubectl_apply() -> Result<()> {
     for (i, case) in cel_cases().into_iter().enumerate() {
         let name = format!("cel-{i}");
         let mut obj = basic_sample(env, &name)?;
+        if !case.before.is_null() {
+            merge(&mut obj["spec"], &case.before);
+            let run = kubectl_stdin(env, &["apply", "-n", &ns.name, "-f", "-"], &obj.to_string())?;
+            ensure!(
+                run.success,
+                "{}: the object before the change was refused: {}",
+                case.message,
+                run.stderr
+            );
+        }
         merge(&mut obj["spec"], &case.spec_change);
         let run = kubectl_stdin(env, &["apply", "-n", &ns.name, "-f", "-"], &obj.to_string())?;
         let what = format!("{} ({})", case.message, case.error_path);
