@@ -62,7 +62,27 @@ impl ServerView {
             .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
             .filter_map(|p| p.metadata.name.clone())
             .collect();
-        let reported_at = cluster.metadata.managed_fields.as_ref().map(|entries| {
+        // Pods on servers before 1.21 write `members` by read-modify-write (an atomic list
+        // there): each Update takes the whole list, so the server keeps a time only for the
+        // last writer. With such entries the pods' own heartbeats are all there is.
+        let by_update = cluster
+            .metadata
+            .managed_fields
+            .as_ref()
+            .is_some_and(|entries| {
+                entries.iter().any(|e| {
+                    e.operation.as_deref() == Some("Update")
+                        && e.manager
+                            .as_deref()
+                            .is_some_and(|m| m.starts_with(MEMBER_MANAGER_PREFIX))
+                })
+            });
+        let managed = cluster
+            .metadata
+            .managed_fields
+            .as_ref()
+            .filter(|_| !by_update);
+        let reported_at = managed.map(|entries| {
             entries
                 .iter()
                 .filter_map(|e| {

@@ -422,6 +422,16 @@ fn server_view_reads_member_managers_and_ready_pods() {
     let times = v.reported_at.unwrap();
     assert_eq!(times.len(), 1);
     assert_eq!(times["mcp-0"], now() - Duration::seconds(30));
+
+    // Read-modify-write reports (servers before 1.21): the last writer owns the whole list, so
+    // the server's times say nothing per member and the pods' heartbeats are used instead.
+    c.metadata.managed_fields = Some(
+        serde_json::from_value(serde_json::json!([
+            {"manager": "erlmcp-member-mcp-1", "operation": "Update", "time": "2026-11-23T09:59:30Z"},
+        ]))
+        .unwrap(),
+    );
+    assert_eq!(ServerView::of(&c, &pods).reported_at, None);
 }
 
 #[test]
