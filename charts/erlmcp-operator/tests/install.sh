@@ -105,7 +105,8 @@ contexts: [{name: k, context: {cluster: k, user: operator, namespace: $NS}}]
 current-context: k
 EOF
 check "the ServiceAccount cannot do what the chart does not grant" \
-  bash -c "! '$KUBECTL' --kubeconfig '$SA_KUBECONFIG' get pods -A >/dev/null 2>&1"
+  bash -c "! '$KUBECTL' --kubeconfig '$SA_KUBECONFIG' get nodes >/dev/null 2>&1 &&
+    ! '$KUBECTL' --kubeconfig '$SA_KUBECONFIG' auth can-i delete pods -A >/dev/null 2>&1"
 
 log "starting the pod runner and the operator (as the chart's ServiceAccount)"
 "$BIN/erlmcp-pod-runner" --kubeconfig "$KUBECONFIG" --state-dir "$WORK/pod-runner" \
