@@ -21,9 +21,11 @@
 
 mod diagnostics;
 mod kubectl;
+mod process;
 
 pub use self::diagnostics::tail;
 pub use self::kubectl::{node_ready, pod_ready, TestNamespace};
+pub use self::process::Process;
 /// The suites' GET (kept here for the suites that import it from `env`).
 pub use crate::http::get as http_get;
 

@@ -12,12 +12,12 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use base64::Engine;
-use erlmcp_e2e::env::tail;
+use erlmcp_e2e::env::Process;
 use erlmcp_e2e::TestEnv;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
@@ -31,35 +31,6 @@ const TLS_SECRET: &str = "secure-tls";
 /// minutes before its end is renewed again, by cert-manager alone, two minutes later.
 const SHORT_DURATION: &str = "1h";
 const SHORT_RENEW_BEFORE: &str = "58m";
-
-/// A child process killed (and reaped) when dropped.
-struct Process {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Result<Process> {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {cmd:?}"))?;
-        Ok(Process { child, log })
-    }
-
-    fn log_tail(&self) -> String {
-        tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 30)
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `KEY=value` lines of `e2e/scripts/versions.env`.
 fn versions(env: &TestEnv) -> Result<BTreeMap<String, String>> {
@@ -346,7 +317,7 @@ async fn cert_manager_issues_and_renews_the_peer_certificate() -> Result<()> {
         },
     )
     .await
-    .with_context(|| format!("cert-manager log:\n{}", controller.log_tail()))?;
+    .with_context(|| format!("cert-manager log:\n{}", controller.log_tail(30)))?;
     let lease = env.kubectl(&[
         "get",
         "-n",
@@ -398,7 +369,7 @@ async fn cert_manager_issues_and_renews_the_peer_certificate() -> Result<()> {
             },
         )
         .await
-        .with_context(|| format!("cert-manager log:\n{}", controller.log_tail()))?;
+        .with_context(|| format!("cert-manager log:\n{}", controller.log_tail(30)))?;
     ensure!(
         issued["metadata"]["ownerReferences"][0]["kind"] == "ErlmcpCluster",
         "the Certificate is not the operator's: {}",
@@ -423,7 +394,7 @@ async fn cert_manager_issues_and_renews_the_peer_certificate() -> Result<()> {
     // Ready, with pods that mount the Secret and use it on their peer port.
     wait_cluster_ready(env, &ns.name)
         .await
-        .with_context(|| format!("operator log:\n{}", operator.log_tail()))?;
+        .with_context(|| format!("operator log:\n{}", operator.log_tail(30)))?;
     let sts = kubectl_json(env, &["get", "-n", &ns.name, "statefulset", SAMPLE_NAME])?;
     let mounts_secret = sts["spec"]["template"]["spec"]["volumes"]
         .as_array()
@@ -495,7 +466,7 @@ async fn cert_manager_issues_and_renews_the_peer_certificate() -> Result<()> {
                 },
             )
             .await
-            .with_context(|| format!("cert-manager log:\n{}", controller.log_tail()))?;
+            .with_context(|| format!("cert-manager log:\n{}", controller.log_tail(30)))?;
         let (leaf, data) = fresh;
         let crt = kubectl_json(
             env,
@@ -538,7 +509,7 @@ async fn cert_manager_issues_and_renews_the_peer_certificate() -> Result<()> {
             },
         )
         .await
-        .with_context(|| format!("operator log:\n{}", operator.log_tail()))?;
+        .with_context(|| format!("operator log:\n{}", operator.log_tail(30)))?;
     }
     Ok(())
 }

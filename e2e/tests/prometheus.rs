@@ -10,11 +10,11 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use erlmcp_e2e::env::tail;
+use erlmcp_e2e::env::Process;
 use erlmcp_e2e::http;
 use erlmcp_e2e::TestEnv;
 use k8s_openapi::api::core::v1::Pod;
@@ -23,35 +23,6 @@ use serde_json::{json, Value};
 const CLUSTER: &str = "demo";
 const OPERATOR_POD: &str = "op-prom";
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A child process killed (and reaped) when dropped.
-struct Process {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Result<Process> {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {cmd:?}"))?;
-        Ok(Process { child, log })
-    }
-
-    fn log_tail(&self) -> String {
-        tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 20)
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn free_loopback() -> Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
@@ -281,12 +252,12 @@ async fn prometheus_scrapes_pods_and_operator_and_every_dashboard_query_answers(
         || async { Ok(matches!(http::get(prom, "/-/ready").await, Ok((200, _))).then_some(())) },
     )
     .await
-    .with_context(|| format!("prometheus log:\n{}", server.log_tail()))?;
+    .with_context(|| format!("prometheus log:\n{}", server.log_tail(20)))?;
 
     wait_at_least(env, prom, r#"sum(up{job="erlmcp"})"#, 3.0, &ns).await?;
     wait_at_least(env, prom, r#"sum(up{job="erlmcp-operator"})"#, 1.0, &ns)
         .await
-        .with_context(|| format!("operator log:\n{}", operator.log_tail()))?;
+        .with_context(|| format!("operator log:\n{}", operator.log_tail(20)))?;
     wait_at_least(env, prom, "min(erlmcp_cluster_nodes)", 3.0, &ns).await?;
 
     // After the first scrapes, so every counter and histogram grows between two samples:
@@ -330,7 +301,7 @@ async fn prometheus_scrapes_pods_and_operator_and_every_dashboard_query_answers(
         &ns,
     )
     .await
-    .with_context(|| format!("operator log:\n{}", operator.log_tail()))?;
+    .with_context(|| format!("operator log:\n{}", operator.log_tail(20)))?;
 
     // The dashboard as the chart ships it.
     let out = Command::new(&helm)
@@ -382,6 +353,6 @@ async fn prometheus_scrapes_pods_and_operator_and_every_dashboard_query_answers(
     }
     bail!(
         "dashboard queries without data on the e2e plane:\n{last}\noperator log:\n{}",
-        operator.log_tail()
+        operator.log_tail(20)
     )
 }
