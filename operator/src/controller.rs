@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub max_concurrent_reconciles: u16,
     /// Wait between a member report or Pod change and the status refresh it causes.
     pub status_debounce: Duration,
+    /// How long a Secret write takes to reach every pod (the operator CA roll's step wait).
+    pub ca_propagation: Duration,
 }
 
 /// Parse `WATCH_NAMESPACES` (comma list; blanks ignored).
@@ -92,6 +94,7 @@ async fn run_controller(
     ns: Option<String>,
     shutdown: watch::Receiver<bool>,
     tuning: Tuning,
+    rediscovered: watch::Receiver<()>,
 ) {
     let client = ctx.client.clone();
     let ns = ns.as_deref();
@@ -144,7 +147,7 @@ async fn run_controller(
             .debounce(Duration::from_millis(500)),
     );
     let mut caches = Vec::new();
-    for ar in kinds::watched(&ctx.capabilities) {
+    for ar in kinds::watched(&ctx.capabilities()) {
         let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
         caches.push((ar.clone(), writer.as_reader()));
         let on_child = ctx.clone();
@@ -177,6 +180,12 @@ async fn run_controller(
     // Pods never reconcile: the controller only drives their watch (and stops it with itself).
     let controller =
         controller.watches_stream(pod_events, |_: Pod| Vec::<ObjectRef<ErlmcpCluster>>::new());
+    // An optional CRD installed or removed: every cluster applies (or prunes) its objects.
+    let rediscoveries = futures::stream::unfold(rediscovered, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    });
+    let controller = controller.reconcile_all_on(rediscoveries);
     ctx.watched.add_scope(
         &scope,
         Scope {
@@ -228,8 +237,15 @@ async fn run_controllers(
     let (asks, rx) = mpsc::unbounded_channel();
     ctx.watched.set_trigger(asks);
     let trigger = tokio::spawn(triggers::run_status_trigger(ctx.clone(), rx, stop.clone()));
+    let (rediscovered_tx, rediscovered) = watch::channel(());
+    let rediscovery = tokio::spawn(crate::discovery::run_rediscovery(
+        ctx.clone(),
+        crate::discovery::REDISCOVERY_INTERVAL,
+        rediscovered_tx,
+        stop.clone(),
+    ));
     if cfg.namespaces.is_empty() {
-        run_controller(ctx, health.clone(), None, stop, tuning).await;
+        run_controller(ctx, health.clone(), None, stop, tuning, rediscovered).await;
     } else {
         futures::future::join_all(cfg.namespaces.iter().map(|ns| {
             run_controller(
@@ -238,11 +254,13 @@ async fn run_controllers(
                 Some(ns.clone()),
                 stop.clone(),
                 tuning,
+                rediscovered.clone(),
             )
         }))
         .await;
     }
     trigger.abort();
+    rediscovery.abort();
 }
 
 /// Resolve on SIGTERM or SIGINT.
@@ -299,12 +317,14 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         controller: desired::FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         capabilities,
         metrics.clone(),
         Recorder::new(client.clone(), reporter),
-    ));
+    );
+    ctx.ca_propagation = cfg.ca_propagation;
+    let ctx = Arc::new(ctx);
     health.discovered();
 
     if !cfg.leader_election {

@@ -43,6 +43,11 @@ struct RunArgs {
     /// Seconds between a member report or Pod change and the status refresh it causes.
     #[arg(long, env = "STATUS_DEBOUNCE_SECONDS", default_value_t = 5)]
     status_debounce_seconds: u64,
+    /// Seconds a Secret update takes to reach every pod (kubelet's sync period plus its Secret
+    /// cache TTL, plus margin): the operator CA's roll waits this long between dependent steps,
+    /// and never more than a sixth of a leaf's life. Lower it where kubelet syncs faster.
+    #[arg(long, env = "CA_PROPAGATION_SECONDS", default_value_t = 300)]
+    ca_propagation_seconds: u64,
     /// Log format: json or text.
     #[arg(long, env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
@@ -167,6 +172,7 @@ fn run(args: RunArgs) -> ExitCode {
         lease_seconds: args.lease_seconds,
         max_concurrent_reconciles: args.max_concurrent_reconciles,
         status_debounce: std::time::Duration::from_secs(args.status_debounce_seconds),
+        ca_propagation: std::time::Duration::from_secs(args.ca_propagation_seconds),
     };
     let code = match rt.block_on(erlmcp_operator::controller::run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,

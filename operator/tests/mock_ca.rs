@@ -102,9 +102,15 @@ fn checksum(api: &FakeApi) -> Value {
 
 async fn renew_at(api: &FakeApi, now: OffsetDateTime) -> reconcile::ca::Renewal {
     let c = cluster();
-    reconcile::ca::renew(&api.client(), &c, &Names::of(&c), now)
-        .await
-        .unwrap()
+    reconcile::ca::renew(
+        &api.client(),
+        &c,
+        &Names::of(&c),
+        now,
+        reconcile::DEFAULT_CA_PROPAGATION,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //! `<name>-tls` holds what the pods mount: `ca.crt` (the trust bundle), `tls.crt`, `tls.key`.
 //! The pods re-read those files when they change, so every step below is a Secret write and
 //! none restarts a pod. Kubelet needs time to project a Secret update into every pod, so steps
-//! that depend on the pods having seen the previous one wait [`PROPAGATION`]:
+//! that depend on the pods having seen the previous one wait [`propagation_wait`]:
 //!
 //! 1. no CA, or the CA past two thirds of its life: a new CA ([`Step::NewCa`]);
 //! 2. the CA missing from the bundle: add it in front of the still-valid old ones
@@ -35,8 +35,22 @@ pub const BUNDLE_CHANGED_ANNOTATION: &str = "erlmcp.io/ca-bundle-changed-at";
 /// When the leaf was last issued (RFC 3339), on the TLS Secret.
 pub const LEAF_ISSUED_ANNOTATION: &str = "erlmcp.io/leaf-issued-at";
 /// Time for a Secret update to reach every pod: kubelet's sync period and cache TTL (about a
-/// minute each by default) plus the data plane's reload interval, with margin.
+/// minute each by default) plus the data plane's reload interval, with margin. The default of
+/// `--ca-propagation-seconds`; see [`propagation_wait`].
 pub const PROPAGATION: Duration = Duration::minutes(5);
+/// The wait never takes more than this share of a leaf's life: a leaf is renewed at two thirds,
+/// so half of its last third stays for the steps after the wait.
+const MAX_WAIT_PER_LEAF_LIFE: i32 = 6;
+
+/// The wait between a Secret write and a step that needs every pod to have seen it: what the
+/// operator was configured with (kubelet's sync settings are the cluster admin's), bounded by
+/// the leaf's life so that short-lived certificates (hours, or minutes in tests) still roll
+/// before they expire, and at least a second.
+pub fn propagation_wait(configured: Duration, leaf_life: Duration) -> Duration {
+    configured
+        .min(leaf_life / MAX_WAIT_PER_LEAF_LIFE)
+        .max(Duration::seconds(1))
+}
 /// The CA lives this many leaf lifetimes, so one CA signs several leaves.
 pub const CA_LIFETIMES: i32 = 4;
 
@@ -280,6 +294,52 @@ mod tests {
     use crate::desired::fixtures;
 
     const PROP: Duration = Duration::minutes(5);
+
+    #[test]
+    fn the_propagation_wait_is_the_configured_one_bounded_by_the_leaf_life() {
+        // A year-long leaf: the configured wait as it is, whatever it is.
+        let year = Duration::days(365);
+        assert_eq!(propagation_wait(PROP, year), PROP);
+        assert_eq!(
+            propagation_wait(Duration::seconds(20), year),
+            Duration::seconds(20)
+        );
+        // A leaf of 30 minutes: at most 5 of them; of 6 minutes, at most one.
+        assert_eq!(
+            propagation_wait(Duration::hours(1), Duration::minutes(30)),
+            Duration::minutes(5)
+        );
+        assert_eq!(
+            propagation_wait(PROP, Duration::minutes(6)),
+            Duration::minutes(1)
+        );
+        // Never zero: a write is never followed by its dependant in the same instant.
+        assert_eq!(propagation_wait(Duration::ZERO, year), Duration::seconds(1));
+    }
+
+    #[test]
+    fn a_shorter_wait_reissues_sooner_after_a_ca_roll() {
+        // The CA rolled and is trusted, the leaf still from the old CA: the leaf waits out
+        // exactly the wait it is given.
+        let changed = t0() + Duration::days(300);
+        let o = Observed {
+            ca: Some(window(changed, 400)),
+            leaf: Some(Leaf {
+                validity: window(t0(), 100 * 4),
+                by_current_ca: false,
+            }),
+            others_trusted: true,
+            bundle_changed_at: Some(changed),
+            ..settled()
+        };
+        let short = Duration::seconds(30);
+        assert_eq!(next_step(&o, changed, short), Step::Wait(changed + short));
+        assert_eq!(next_step(&o, changed + short, short), Step::IssueLeaf);
+        assert_eq!(
+            next_step(&o, changed + short, PROP),
+            Step::Wait(changed + PROP)
+        );
+    }
 
     fn t0() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()

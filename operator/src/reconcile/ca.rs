@@ -95,12 +95,14 @@ pub struct Renewal {
     pub next: Duration,
 }
 
-/// Bring the CA and TLS Secrets one pass forward at `now`.
+/// Bring the CA and TLS Secrets one pass forward at `now`; `propagation` is the configured
+/// wait for a Secret write to reach the pods (bounded by the leaf's life).
 pub async fn renew(
     client: &kube::Client,
     cluster: &ErlmcpCluster,
     names: &Names,
     now: OffsetDateTime,
+    propagation: std::time::Duration,
 ) -> Result<Renewal, anyhow::Error> {
     let api: Api<Secret> =
         Api::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
@@ -111,6 +113,10 @@ pub async fn renew(
             .as_ref()
             .and_then(|t| t.operator_ca.as_ref())
             .map_or(365, |c| c.validity_days.into()),
+    );
+    let propagation = ca::propagation_wait(
+        time::Duration::try_from(propagation).unwrap_or(ca::PROPAGATION),
+        leaf_life,
     );
     let generated = desired::generated(cluster, names);
     let placeholder = |name: &str| {
@@ -134,7 +140,7 @@ pub async fn renew(
                 .as_ref()
                 .unwrap_or(&BTreeMap::new()),
         );
-        let step = ca::next_step(&observed, now, ca::PROPAGATION);
+        let step = ca::next_step(&observed, now, propagation);
         if let Step::Wait(at) = step {
             break at;
         }

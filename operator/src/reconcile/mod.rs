@@ -48,18 +48,25 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// Requeue after the API server refused for good (403, 422): a human must act first.
 pub const REFUSED_RETRY: Duration = Duration::from_secs(600);
+/// The default of `--ca-propagation-seconds`: kubelet's default sync period and Secret cache
+/// TTL plus the data plane's reload, with margin.
+pub const DEFAULT_CA_PROPAGATION: Duration = Duration::from_secs(300);
 /// Requeue while an orphan-deleted StatefulSet waits for the garbage collector to let it go.
 pub const RECREATE_WAIT: Duration = Duration::from_secs(2);
 
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
-    pub capabilities: ServerCapabilities,
+    /// What the server serves; the optional CRD kinds are rediscovered while we run.
+    capabilities: std::sync::RwLock<ServerCapabilities>,
     pub default_image: String,
     pub metrics: Metrics,
     pub events: Events,
     /// Caches, last outcomes, held health changes and backoffs (see [`crate::triggers`]).
     pub watched: Watched,
+    /// How long a Secret write takes to reach every pod (`--ca-propagation-seconds`): the
+    /// operator CA's roll waits this long between dependent steps.
+    pub ca_propagation: Duration,
 }
 
 impl Context {
@@ -71,12 +78,25 @@ impl Context {
     ) -> Self {
         Self {
             client,
-            capabilities,
+            capabilities: std::sync::RwLock::new(capabilities),
             default_image: desired::default_image(),
             metrics,
             events: Events::new(recorder),
             watched: Watched::default(),
+            ca_propagation: DEFAULT_CA_PROPAGATION,
         }
+    }
+
+    /// What the server serves, as last discovered.
+    pub fn capabilities(&self) -> ServerCapabilities {
+        self.capabilities
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_capabilities(&self, caps: ServerCapabilities) {
+        *self.capabilities.write().unwrap_or_else(|e| e.into_inner()) = caps;
     }
 
     fn count(&self, result: &str) {
@@ -148,7 +168,7 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
         cluster,
         &BuildContext {
             default_image: ctx.default_image.clone(),
-            capabilities: ctx.capabilities.clone(),
+            capabilities: ctx.capabilities(),
             secret_data: secrets.data,
             partition_hold: status::rollout::partition_hold(cluster),
         },
@@ -192,7 +212,8 @@ async fn renew_operator_ca(
     else {
         return Ok(None);
     };
-    let r = ca::renew(&ctx.client, cluster, names, time::OffsetDateTime::now_utc())
+    let now = time::OffsetDateTime::now_utc();
+    let r = ca::renew(&ctx.client, cluster, names, now, ctx.ca_propagation)
         .await
         .map_err(Error::GeneratedSecret)?;
     if !r.steps.is_empty() {
@@ -248,13 +269,13 @@ async fn list_owned(
     let ns = cluster.namespace().unwrap_or_default();
     let uid = cluster.uid().unwrap_or_default();
     let Some(scope) = ctx.watched.scope(&ns) else {
-        return apply::list_owned(&ctx.client, &ns, &names.cluster, &uid, &ctx.capabilities)
+        return apply::list_owned(&ctx.client, &ns, &names.cluster, &uid, &ctx.capabilities())
             .await
             .map_err(Error::ListOwned);
     };
     // The watched kinds from the caches; the optional CRD kinds (not watched) are listed.
     let mut owned = scope.children.owned(&ns, &names.cluster, &uid);
-    let uncached: Vec<(String, String)> = crate::kinds::managed_kinds(&ctx.capabilities)
+    let uncached: Vec<(String, String)> = crate::kinds::managed_kinds(&ctx.capabilities())
         .into_iter()
         .filter(|(_, kind)| !scope.children.caches(kind))
         .collect();
