@@ -487,8 +487,10 @@ pub struct PrometheusRuleSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OverrideSpec {
-    /// Merged into the StatefulSet (for example `spec.template.spec.containers`... is replaced
-    /// whole, so prefer `spec.template.metadata` or `spec.template.spec` fields).
+    /// Merged into the StatefulSet last, as a strategic merge: containers, volumes and env merge
+    /// by name (`{name: erlmcp, env: [...]}` adds variables to the erlmcp container; a new name
+    /// adds a sidecar; `$patch: delete` removes an item); other lists are replaced. Its identity
+    /// (metadata.name, metadata.namespace, spec.selector, spec.serviceName) is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_free_form_object")]
     pub stateful_set: Option<serde_json::Value>,

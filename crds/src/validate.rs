@@ -286,6 +286,23 @@ fn validate_spec_into(spec: &ErlmcpClusterSpec, errs: &mut Errors) {
                 }
             }
         }
+        // What ties the StatefulSet to its pods, claims and peer DNS is the operator's: the
+        // server refuses to change it later, and a different one orphans the pods.
+        if let Some(sts) = o.stateful_set.as_ref().filter(|v| v.is_object()) {
+            for (field, ptr) in [
+                ("metadata.name", "/metadata/name"),
+                ("metadata.namespace", "/metadata/namespace"),
+                ("spec.selector", "/spec/selector"),
+                ("spec.serviceName", "/spec/serviceName"),
+            ] {
+                if sts.pointer(ptr).is_some() {
+                    errs.push(
+                        format!("spec.override.statefulSet.{field}"),
+                        "cannot be overridden: the operator owns the StatefulSet's identity",
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -235,6 +235,30 @@ fn auth_and_origin_rules() {
 }
 
 #[test]
+fn override_may_not_touch_the_statefulsets_identity() {
+    assert_only(
+        "  override: {statefulSet: {spec: {selector: {matchLabels: {app: other}}}}}\n",
+        "spec.override.statefulSet.spec.selector",
+        "owns the StatefulSet's identity",
+    );
+    assert_only(
+        "  override: {statefulSet: {spec: {serviceName: other}}}\n",
+        "spec.override.statefulSet.spec.serviceName",
+        "owns the StatefulSet's identity",
+    );
+    assert_only(
+        "  override: {statefulSet: {metadata: {name: other}}}\n",
+        "spec.override.statefulSet.metadata.name",
+        "owns the StatefulSet's identity",
+    );
+    // Everything else of it may be overridden.
+    assert!(errors(
+        "  override: {statefulSet: {metadata: {labels: {a: b}}, spec: {revisionHistoryLimit: 3, template: {spec: {containers: [{name: erlmcp}]}}}}}\n"
+    )
+    .is_empty());
+}
+
+#[test]
 fn service_logging_storage_override() {
     assert_only(
         "  service: {type: ExternalName}\n",

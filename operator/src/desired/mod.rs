@@ -24,7 +24,7 @@ use kube::Resource;
 use serde_json::Value;
 
 pub use configmap::{dataplane_config, mounted_secrets, CONFIG_FILE, CONFIG_KEY};
-pub use merge::json_merge;
+pub use merge::{json_merge, merge_by_name, strategic_merge};
 pub use secrets::{generate_cookie, COOKIE_KEY, GENERATED_ANNOTATION, GENERATED_PLACEHOLDER};
 
 /// Field manager for everything the operator applies.

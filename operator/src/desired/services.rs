@@ -4,7 +4,7 @@ use erlmcp_crds::{ErlmcpCluster, METRICS_PORT};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{child_meta, json_merge, selector_labels, Child, Names};
+use super::{child_meta, selector_labels, strategic_merge, Child, Names};
 
 fn svc_port(name: &str, port: u16) -> ServicePort {
     ServicePort {
@@ -67,7 +67,7 @@ pub fn client(cluster: &ErlmcpCluster, names: &Names) -> Child {
     };
     let mut child = Child::new("v1", "Service", &svc);
     if let Some(patch) = spec.override_.as_ref().and_then(|o| o.service.as_ref()) {
-        json_merge(&mut child.object, patch);
+        strategic_merge(&mut child.object, patch);
     }
     child
 }

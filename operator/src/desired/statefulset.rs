@@ -22,8 +22,8 @@ use super::configmap::{
 };
 use super::strategy::{retention_policy, update_strategy};
 use super::{
-    child_meta, common_labels, image, json_merge, selector_labels, BuildContext, Child, Names,
-    CHECKSUM_ANNOTATION,
+    child_meta, common_labels, image, merge_by_name, selector_labels, strategic_merge,
+    BuildContext, Child, Names, CHECKSUM_ANNOTATION,
 };
 
 /// Numeric non-root user and group of the images.
@@ -187,7 +187,8 @@ pub fn statefulset(
         &names.cluster,
         &spec.env,
     ));
-    env_vars.extend(spec.env.iter().cloned());
+    // The user's variables win by name (ERLMCP_LOG_LEVEL set in `env` replaces ours).
+    merge_by_name(&mut env_vars, spec.env.iter().cloned(), |e| e.name.as_str());
 
     // Volumes: config, cookie, TLS, referenced secrets, a writable /tmp, the session volume.
     let mut volumes = vec![
@@ -377,7 +378,7 @@ pub fn statefulset(
         .as_ref()
         .and_then(|o| o.stateful_set.as_ref())
     {
-        json_merge(&mut child.object, patch);
+        strategic_merge(&mut child.object, patch);
     }
     child
 }
@@ -507,6 +508,29 @@ mod tests {
     }
 
     #[test]
+    fn user_env_replaces_the_operators_variable_of_the_same_name() {
+        let mut c = fixtures::minimal();
+        c.spec.env = serde_json::from_value(json!([
+            {"name": "ERLMCP_LOG_LEVEL", "value": "debug"},
+            {"name": "EXTRA", "value": "1"},
+        ]))
+        .unwrap();
+        let s = sts_of(&c);
+        let env = s["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let named = |n: &str| env.iter().filter(|e| e["name"] == n).collect::<Vec<_>>();
+        // One entry per name (server-side apply refuses two), the user's value in it.
+        assert_eq!(named("ERLMCP_LOG_LEVEL").len(), 1);
+        assert_eq!(named("ERLMCP_LOG_LEVEL")[0]["value"], "debug");
+        assert_eq!(named("EXTRA").len(), 1);
+        let names: std::collections::BTreeSet<&str> =
+            env.iter().filter_map(|e| e["name"].as_str()).collect();
+        assert_eq!(names.len(), env.len(), "duplicate names in {env:?}");
+    }
+
+    #[test]
     fn override_is_merged_last() {
         let mut c = fixtures::minimal();
         c.spec.override_ = Some(erlmcp_crds::OverrideSpec {
@@ -522,5 +546,43 @@ mod tests {
             s["spec"]["serviceName"], "mcp-headless",
             "untouched fields stay"
         );
+    }
+
+    #[test]
+    fn override_merges_containers_volumes_and_env_by_name() {
+        let mut c = fixtures::minimal();
+        c.spec.override_ = Some(erlmcp_crds::OverrideSpec {
+            stateful_set: Some(json!({"spec": {"template": {"spec": {
+                "containers": [
+                    {"name": "erlmcp", "env": [{"name": "RUST_BACKTRACE", "value": "1"}]},
+                    {"name": "log-shipper", "image": "fluent-bit:3"}],
+                "volumes": [{"name": "extra", "emptyDir": {}}]}}}})),
+            service: None,
+        });
+        let plain = sts_of(&fixtures::minimal());
+        let s = sts_of(&c);
+        let (pod, before) = (
+            &s["spec"]["template"]["spec"],
+            &plain["spec"]["template"]["spec"],
+        );
+        let erlmcp = &pod["containers"][0];
+        // The operator's container is kept whole, with one variable more.
+        assert_eq!(erlmcp["name"], "erlmcp");
+        assert_eq!(erlmcp["image"], before["containers"][0]["image"]);
+        assert_eq!(
+            erlmcp["readinessProbe"],
+            before["containers"][0]["readinessProbe"]
+        );
+        let env = erlmcp["env"].as_array().unwrap();
+        assert_eq!(
+            env.len(),
+            before["containers"][0]["env"].as_array().unwrap().len() + 1
+        );
+        assert!(env.iter().any(|e| e["name"] == "RUST_BACKTRACE"));
+        assert_eq!(pod["containers"][1]["name"], "log-shipper");
+        // Every volume of ours, and the new one.
+        let vols = pod["volumes"].as_array().unwrap();
+        assert_eq!(vols.len(), before["volumes"].as_array().unwrap().len() + 1);
+        assert_eq!(vols.last().unwrap()["name"], "extra");
     }
 }
