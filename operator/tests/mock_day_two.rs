@@ -263,6 +263,51 @@ fn rollout_stuck(api: &FakeApi) {
 }
 
 #[tokio::test]
+async fn a_stall_first_seen_by_a_status_refresh_is_announced_once() {
+    let (ctx, api) = start(ServerCapabilities::default());
+    let spec = json!({"replicas": 3, "progressDeadlineSeconds": 60});
+    run(&cluster(spec.clone(), 2), &ctx).await.unwrap();
+    rollout_stuck(&api);
+    take_requests(&api);
+    // A pod's change wakes the status refresh, not a reconcile, past the deadline.
+    let mut c = cluster(spec, 2);
+    c.status = Some(ErlmcpClusterStatus {
+        observed_generation: Some(2),
+        phase: Some("Updating".into()),
+        replicas: Some(3),
+        updated_replicas: Some(1),
+        ready_replicas: Some(2),
+        last_progress_time: Some((chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339()),
+        ..Default::default()
+    });
+    assert!(erlmcp_operator::reconcile::refresh_status(&c, &ctx)
+        .await
+        .unwrap());
+    let seen = take_requests(&api);
+    assert_eq!(condition(&seen, "Progressing")["reason"], "RolloutStalled");
+    let stalls = |api: &FakeApi| {
+        reasons(api)
+            .into_iter()
+            .filter(|e| e.starts_with("RolloutStalled:"))
+            .count()
+    };
+    assert_eq!(stalls(&api), 1, "{:?}", reasons(&api));
+    // The next refresh and the next reconcile see the stalled status: no second event.
+    let status = &seen
+        .iter()
+        .rev()
+        .find(|s| s.path.ends_with("/status"))
+        .unwrap()
+        .body;
+    c.status = serde_json::from_value(status["status"].clone()).unwrap();
+    erlmcp_operator::reconcile::refresh_status(&c, &ctx)
+        .await
+        .unwrap();
+    run(&c, &ctx).await.unwrap();
+    assert_eq!(stalls(&api), 1, "{:?}", reasons(&api));
+}
+
+#[tokio::test]
 async fn a_rollout_without_progress_past_its_deadline_is_stalled_and_held() {
     let (ctx, api) = start(ServerCapabilities::default());
     let spec = json!({"replicas": 3, "progressDeadlineSeconds": 60});
