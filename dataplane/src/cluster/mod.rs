@@ -2,7 +2,8 @@
 //! report what they see (the role distributed Erlang plays in the original).
 //!
 //! - [`discovery`]: who the peers are (Kubernetes EndpointSlices, DNS, a static list).
-//! - [`auth`]: the peer channel's authentication (mutual TLS and/or the cookie challenge).
+//! - [`auth`]: the peer channel's authentication (mutual TLS and/or the cookie challenge);
+//!   [`peer_identity`]: a peer's certificate must name this cluster, not only chain to its CA.
 //! - [`peer`]: the peer channel itself (HTTP/2 on `cluster.port`, default 9200), the probes
 //!   that feed the [`detector`] (phi accrual), and the forwarding of session requests.
 //! - [`status`]: this pod's entry in `ErlmcpCluster.status.members` (server-side apply).
@@ -14,6 +15,7 @@ pub mod detector;
 pub mod discovery;
 pub mod drain;
 pub mod peer;
+pub mod peer_identity;
 pub mod persist;
 pub mod status;
 
