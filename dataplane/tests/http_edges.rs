@@ -1,6 +1,7 @@
 //! Streamable HTTP at its edges: media types (406, 415), `Last-Event-ID` that is malformed or
 //! unknown (400, not the 404 that would tell a client its session is gone), and no body read
-//! before the request has passed authentication (on `/mcp` and on the legacy `/messages`).
+//! before the request has passed authentication (on `/mcp` and on the legacy `/messages`); a
+//! modern body under a legacy `MCP-Protocol-Version` is a header mismatch.
 
 mod support;
 
@@ -170,4 +171,49 @@ async fn an_unauthenticated_legacy_message_is_refused_before_its_body_arrives() 
         .await
         .unwrap();
     assert_eq!(answer_head(&mut c).await, "HTTP/1.1 202");
+}
+
+/// A 2026-07-28 body (its `_meta` names the revision) under a session-era
+/// `MCP-Protocol-Version` header: 400 `HeaderMismatch` (-32020), not a legacy request. A real
+/// session-era request with the same header is still served.
+#[tokio::test]
+async fn a_modern_body_with_a_legacy_version_header_is_a_header_mismatch() {
+    let s = start("", &[]).await;
+    let url = mcp_url(&s);
+    for legacy in ["2025-06-18", "2024-11-05", "2025-11-25"] {
+        let h = [
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", legacy),
+            ("mcp-method", "tools/list"),
+        ];
+        let r = request("POST", &url, &h, list()).await;
+        assert_eq!(r.status, 400, "header {legacy}: {}", r.body);
+        assert_eq!(
+            r.json()["error"]["code"],
+            -32020,
+            "header {legacy}: {}",
+            r.body
+        );
+        assert_eq!(r.json()["id"], 3, "{}", r.body);
+    }
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).to_string();
+    let r = request(
+        "POST",
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+        init,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["result"]["protocolVersion"],
+        "2025-06-18",
+        "{}",
+        r.body
+    );
 }
