@@ -73,7 +73,7 @@ pub async fn open(
 }
 
 /// `POST /messages?sessionId=...`: Origin, authentication and the rate limit pass, and the
-/// connection exists, before any of the body is read (an unauthenticated client cannot make
+/// connection exists and belongs to the caller's principal, before any of the body is read (an unauthenticated client cannot make
 /// the server buffer or wait for a body).
 pub async fn message(
     State(st): State<Shared>,
@@ -81,12 +81,15 @@ pub async fn message(
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Response<Body> {
-    if let Err(e) = guard(&st, req.headers(), peer) {
-        return e.into_response();
-    }
+    let principal = match guard(&st, req.headers(), peer) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    // A connection answers to the principal that opened it: to anyone else it does not exist.
     let Some(conn) = q
         .get("sessionId")
         .and_then(|k| st.sse_conns.get(k).map(|c| c.clone()))
+        .filter(|c| c.principal() == principal.as_deref())
     else {
         return HttpError::new(
             404,
