@@ -9,10 +9,6 @@ use dashmap::DashMap;
 use erlmcp_crds::McpSpec;
 use tokio::sync::Semaphore;
 
-/// How long a queued SSE/message write may wait on a slow client before it is cut off, where
-/// no configured value reaches (the default of `limits.writeTimeoutSeconds`).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
 struct Bucket {
     tokens: f64,
     last: Instant,

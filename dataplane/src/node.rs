@@ -128,7 +128,7 @@ pub trait ClusterView: Send + Sync {
     fn forwarder(&self) -> Option<Arc<dyn SessionForwarder>> {
         None
     }
-    /// Leave the cluster before draining (preStop `/drain`, SIGTERM): tell peers, give load
+    /// Leave the cluster before draining (preStop `erlmcp drain`, SIGTERM): tell peers, give load
     /// balancers time to notice. Idempotent; a lone node has nothing to do.
     fn leave(&self) -> BoxFuture<'static, ()> {
         Box::pin(async {})

@@ -62,11 +62,16 @@ pub struct Owner {
 
 impl Session {
     /// Whether a request authenticated as `principal` may use this session. A session no
-    /// transport claimed (restored from the session volume) answers to anyone.
+    /// transport claimed yet answers to anyone; a restored one to the principal saved with it.
     pub fn answers_to(&self, principal: Option<&str>) -> bool {
         self.owner
             .get()
             .is_none_or(|o| o.principal.as_deref() == principal)
+    }
+
+    /// The principal the session answers to (None: unauthenticated, or not claimed yet).
+    pub fn principal(&self) -> Option<&str> {
+        self.owner.get().and_then(|o| o.principal.as_deref())
     }
 
     pub fn touch(&self) {
@@ -398,8 +403,10 @@ impl SessionRegistry {
 
     /// Re-create a session under its old id (its owner restarted with the session volume), idle
     /// for as long as it was before: it expires when it would have had the pod not restarted.
-    /// Refused for ids another node owns, ids already present, sessions already past the idle
-    /// timeout, or beyond the session limit.
+    /// It answers to `principal` only, the one that opened it (None: opened without
+    /// authentication). Refused for ids another node owns, ids already present, sessions
+    /// already past the idle timeout, or beyond the session limit.
+    #[allow(clippy::too_many_arguments)]
     pub fn restore(
         &self,
         id: &str,
@@ -408,6 +415,7 @@ impl SessionRegistry {
         client_info: Value,
         transport: &'static str,
         idle: Duration,
+        principal: Option<Arc<str>>,
     ) -> Option<Arc<Session>> {
         let now = Instant::now();
         // An Instant that far back may not exist (shortly after boot): count from now then.
@@ -436,7 +444,10 @@ impl SessionRegistry {
             last_seen_ms: AtomicU64::new(0),
             epoch,
             closed: watch::channel(false).0,
-            owner: std::sync::OnceLock::new(),
+            owner: std::sync::OnceLock::from(Owner {
+                principal,
+                client: None,
+            }),
         });
         self.sessions.insert(s.id.clone(), s.clone());
         self.metrics.sessions_active.set(self.sessions.len() as i64);
@@ -602,6 +613,7 @@ mod tests {
             Value::Null,
             "http",
             Duration::from_secs(61),
+            None,
         );
         assert!(expired.is_none(), "past the idle timeout: not restored");
         let s = r
@@ -612,6 +624,7 @@ mod tests {
                 Value::Null,
                 "http",
                 Duration::from_secs(59),
+                None,
             )
             .expect("within the idle timeout");
         assert!(

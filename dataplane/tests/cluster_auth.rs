@@ -1,13 +1,14 @@
 //! Peers authenticate: a node with the wrong cookie, or with a certificate from another CA, is
 //! refused (and counted) and never joins.
 
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
 
+use std::path::Path;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
+use pki::{ca, leaf, leaf_for, Pki, CLUSTER_NAMES};
 use support::cluster::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,36 +41,6 @@ async fn a_wrong_cookie_is_refused() {
     assert_eq!(r.status, 404);
 }
 
-struct Pki {
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-fn ca(name: &str) -> Pki {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = p.self_signed(&key).unwrap();
-    Pki {
-        ca_pem: cert.pem(),
-        issuer: Issuer::new(p, key),
-    }
-}
-
-/// A leaf like the operator's: DNS names of the headless Service only (peers dial IPs).
-fn leaf(pki: &Pki) -> (String, String) {
-    let mut p = CertificateParams::new(vec!["*.mcp-headless.test.svc".to_string()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "mcp.test");
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &pki.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_admits_the_cluster_ca_only() {
     let good = ca("erlmcp cluster CA");
@@ -78,18 +49,7 @@ async fn mutual_tls_admits_the_cluster_ca_only() {
     let mut nodes = three_static("auth-tls");
     for (i, n) in nodes.iter_mut().enumerate() {
         let pki = if i == 2 { &evil } else { &good };
-        let (cert, key) = leaf(pki);
-        let base = dir.join(format!("n{}", i + 1));
-        std::fs::create_dir_all(&base).unwrap();
-        std::fs::write(base.join("tls.crt"), cert).unwrap();
-        std::fs::write(base.join("tls.key"), key).unwrap();
-        std::fs::write(base.join("ca.crt"), &pki.ca_pem).unwrap();
-        n.spec.config = Some(format!(
-            "tls:\n  certFile: {b}/tls.crt\n  keyFile: {b}/tls.key\n  caFile: {b}/ca.crt\n  peerMtls: true\n",
-            b = base.display()
-        ));
-        // Certificates alone authenticate the peers here (no cookie).
-        n.unset("ERLANG_COOKIE");
+        mtls_node(n, &dir.join(format!("n{}", i + 1)), pki, leaf(pki));
     }
     start_all(&mut nodes).await;
     converge(&[&nodes[0], &nodes[1]], 2, Duration::from_secs(20)).await;
@@ -114,4 +74,61 @@ async fn mutual_tls_admits_the_cluster_ca_only() {
         .await
         .unwrap();
     assert_eq!(result_text(&r.json()).as_deref(), Some("over mTLS"));
+}
+
+/// Peer mTLS from `leaf` and `pki`'s CA in `base`; certificates alone authenticate (no cookie).
+fn mtls_node(n: &mut Node, base: &Path, pki: &Pki, leaf: (String, String)) {
+    std::fs::create_dir_all(base).unwrap();
+    std::fs::write(base.join("tls.crt"), leaf.0).unwrap();
+    std::fs::write(base.join("tls.key"), leaf.1).unwrap();
+    std::fs::write(base.join("ca.crt"), &pki.pem).unwrap();
+    n.spec.config = Some(format!(
+        "tls:\n  certFile: {b}/tls.crt\n  keyFile: {b}/tls.key\n  caFile: {b}/ca.crt\n  peerMtls: true\n",
+        b = base.display()
+    ));
+    n.unset("ERLANG_COOKIE");
+}
+
+/// One CA signs two clusters' leaves: a node whose certificate names another cluster's
+/// service is refused both ways (as a server and as a client), and says why in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_another_cluster_from_the_same_ca_is_refused() {
+    let shared = ca("one CA for every cluster");
+    let dir = log_dir("auth-tls-san");
+    let mut nodes = three_static("auth-tls-san");
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let names: &[&str] = if i == 2 {
+            &["*.other-headless.test.svc"]
+        } else {
+            CLUSTER_NAMES
+        };
+        let l = leaf_for(&shared, names, Duration::from_secs(3600));
+        mtls_node(n, &dir.join(format!("n{}", i + 1)), &shared, l);
+    }
+    for n in &nodes {
+        let _ = std::fs::remove_file(&n.spec.log);
+    }
+    start_all(&mut nodes).await;
+    converge(&[&nodes[0], &nodes[1]], 2, Duration::from_secs(20)).await;
+    eventually("refusals counted", Duration::from_secs(10), || async {
+        nodes[0]
+            .metric("erlmcp_cluster_peer_auth_failures_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+            && nodes[2]
+                .metric("erlmcp_cluster_peer_auth_failures_total")
+                .await
+                .unwrap_or(0.0)
+                >= 1.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(nodes[0].peers_up().await, vec!["erlmcp@n2".to_string()]);
+    assert_eq!(nodes[2].cluster_nodes().await, Some(1));
+    let log = std::fs::read_to_string(&nodes[0].spec.log).unwrap();
+    assert!(
+        log.contains("peer certificate refused") && log.contains("other-headless"),
+        "n1 says why it refused n3:\n{log}"
+    );
 }

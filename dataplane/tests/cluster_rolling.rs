@@ -3,7 +3,7 @@
 //! The "Service" is simulated the way kube-proxy behaves: a readiness poller (every 200 ms, as
 //! a readiness probe would) keeps the set of ready nodes, and every request goes to a random
 //! ready node, with no stickiness. Each node is restarted as the StatefulSet would: preStop
-//! (`GET /drain`), then SIGTERM, wait for the exit, start again under the same identity, wait
+//! (`erlmcp drain`), then SIGTERM, wait for the exit, start again under the same identity, wait
 //! until it is ready and the cluster has converged.
 //!
 //! Stateless (2026-07-28) clients must see no failure. Session clients may only see 404s for
@@ -181,16 +181,13 @@ async fn rolling_restart_under_load() {
     for i in 0..3 {
         let t = Instant::now();
         // preStop, then SIGTERM (kubelet's order), then the StatefulSet starts it again.
-        let r = try_request(
-            "GET",
-            &format!("{}/drain", nodes[i].health()),
-            &[],
-            bytes::Bytes::new(),
-            Duration::from_secs(30),
-        )
-        .await
-        .expect("drain");
-        assert_eq!(r.status, 200, "{}", r.body);
+        let (code, out) = nodes[i].drain(20).await;
+        assert_eq!(
+            code,
+            Some(0),
+            "erlmcp drain on {}: {out}",
+            nodes[i].spec.name
+        );
         let code = nodes[i].terminate(Duration::from_secs(30)).await;
         assert_eq!(code, Some(0), "{} exit code", nodes[i].spec.name);
         nodes[i].start();

@@ -4,54 +4,21 @@
 //! node that knows only the new CA joins after the old leaves expired, while no node restarted
 //! and the sessions created before the roll still answer through every node.
 
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
+use pki::{ca, leaf_for, Pki, CLUSTER_NAMES};
 use rustls::pki_types::{CertificateDer, ServerName};
 use support::cluster::*;
-use time::OffsetDateTime;
 
-struct Pki {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-fn ca(name: &str) -> Pki {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    let cert = p.self_signed(&key).unwrap();
-    Pki {
-        pem: cert.pem(),
-        issuer: Issuer::new(p, key),
-    }
-}
-
-/// A leaf like the operator's, valid from a minute ago for `life`.
+/// A leaf like the operator's (and `localhost`, for the client port), valid for `life`.
 fn leaf(pki: &Pki, life: Duration) -> (String, String) {
-    let mut p = CertificateParams::new(vec![
-        "*.mcp-headless.test.svc".to_string(),
-        "localhost".to_string(),
-    ])
-    .unwrap();
-    p.distinguished_name.push(DnType::CommonName, "mcp.test");
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let now = OffsetDateTime::now_utc();
-    p.not_before = now - time::Duration::minutes(1);
-    p.not_after = now + time::Duration::try_from(life).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = p.signed_by(&key, &pki.issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
+    leaf_for(pki, &[CLUSTER_NAMES[0], "localhost"], life)
 }
 
 /// Replace a file the way kubelet updates a Secret volume: write aside, then rename over.

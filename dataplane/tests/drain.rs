@@ -10,6 +10,7 @@ use erlmcp_dataplane::app;
 use erlmcp_dataplane::limits::SlowClient;
 use erlmcp_dataplane::transport::admin;
 use serde_json::json;
+use support::cluster;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,4 +96,41 @@ async fn drain_reports_a_timeout_when_work_outlives_its_bound() {
     }
     assert!(!admin::wait_idle(&s.state, Duration::from_millis(200)).await);
     assert_eq!(admin::in_flight(&s.state), 1);
+}
+
+/// The health port faces the network: it has no `/drain` (404, and the node stays ready); the
+/// preStop command drains through the loopback admin listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_is_a_command_not_a_network_endpoint() {
+    let mut n = cluster::Node::new(
+        "drain-command",
+        "n1",
+        &format!("{}.1", cluster::subnet()),
+        cluster::Ports::random(),
+    );
+    n.start();
+    n.wait_ready(Duration::from_secs(20)).await;
+    for method in ["GET", "POST"] {
+        let r = try_request(
+            method,
+            &format!("{}/drain", n.health()),
+            &[],
+            bytes::Bytes::new(),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("health port answers");
+        assert_eq!(
+            r.status, 404,
+            "{method} /drain on the health port: {}",
+            r.body
+        );
+    }
+    let ready = try_get(&format!("{}/ready", n.health())).await;
+    assert_eq!(ready.map(|r| r.0), Some(200), "still ready");
+    let (code, out) = n.drain(10).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("drained"), "{out}");
+    let ready = try_get(&format!("{}/ready", n.health())).await;
+    assert_eq!(ready.map(|r| r.0), Some(503), "drained: not ready");
 }

@@ -1,9 +1,13 @@
 //! A session id is no capability on its own: a session answers only to the principal that
-//! opened it, and one client address cannot fill the session table.
+//! opened it (also after a restart from the session volume), and one client address cannot
+//! fill the session table.
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
+use support::cluster;
 use support::*;
 
 const JWKS: &str = concat!(
@@ -119,4 +123,98 @@ async fn one_client_address_cannot_fill_the_session_table() {
     let r = request("POST", &url, &h, init).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let _: Value = r.json();
+}
+
+/// The real binary on a session volume: alice's session, restored after a SIGKILL and a
+/// restart, still answers to alice only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_restored_from_the_volume_keeps_its_owner() {
+    let mut node = cluster::three_static("session-owner").remove(0);
+    let peer = node.peer_addr();
+    node.env("ERLMCP_PEERS", &peer);
+    let dir = cluster::log_dir("session-owner").join("n1-sessions");
+    let _ = std::fs::remove_dir_all(&dir);
+    node.spec.config = Some(format!("sessionDir: {}\n{}", dir.display(), jwt_config()));
+    node.start();
+    node.wait_ready(Duration::from_secs(20)).await;
+    let url = format!("http://{}/mcp", node.mcp());
+    let (alice, bob) = (token("alice"), token("bob"));
+    let r = initialize(&url, &alice).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sid = r.header("mcp-session-id").expect("session id");
+    // Wait (bounded) for the snapshot to hold the session.
+    let file = dir.join("sessions.json");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&sid)) {
+        assert!(Instant::now() < deadline, "the session was never saved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // SIGKILL: no shutdown snapshot, only what the volume holds.
+    node.kill();
+    node.start();
+    node.wait_ready(Duration::from_secs(20)).await;
+    let r = call(&url, &bob, &sid, "POST").await;
+    assert_eq!(r.status, 404, "bob on alice's restored session: {}", r.body);
+    let r = call(&url, &alice, &sid, "POST").await;
+    assert_eq!(
+        r.json()["result"]["content"][0]["text"],
+        "mine",
+        "{}",
+        r.body
+    );
+    node.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The 2024-11-05 transport: a `/messages` endpoint answers to the principal that opened its
+/// `GET /sse` stream only; another token holding the URL gets 404 and its message goes nowhere.
+#[tokio::test]
+async fn another_principal_cannot_post_to_a_legacy_sse_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start(&jwt_config(), &[]).await;
+    let (alice, bob) = (token("alice"), token("bob"));
+    let mut sse = tokio::net::TcpStream::connect(s.mcp_addr).await.unwrap();
+    sse.write_all(
+        format!("GET /sse HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nAuthorization: {alice}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let endpoint = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = sse.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the SSE stream closed");
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if let Some(at) = text.find("/messages?sessionId=") {
+                if let Some(end) = text[at..].find(['\r', '\n']) {
+                    return text[at..at + end].to_string();
+                }
+            }
+        }
+    })
+    .await
+    .expect("endpoint event");
+    let url = format!("http://{}{endpoint}", s.mcp_addr);
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    let post = |auth: String| {
+        let (url, ping) = (url.clone(), ping.clone());
+        async move {
+            request(
+                "POST",
+                &url,
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &auth),
+                ],
+                ping,
+            )
+            .await
+        }
+    };
+    let r = post(bob).await;
+    assert_eq!(r.status, 404, "bob on alice's connection: {}", r.body);
+    let r = post(alice).await;
+    assert_eq!(r.status, 202, "{}", r.body);
 }

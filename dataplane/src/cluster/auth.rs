@@ -28,13 +28,11 @@ use std::time::Duration;
 use anyhow::Context;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, SignatureScheme};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::peer_identity::{ClientIsPeer, ServerIsPeer};
 use crate::tls_reload::{TlsPaths, TlsWatcher};
 
 pub const PROTO: &str = "erlmcp-peer/1";
@@ -353,8 +351,9 @@ pub struct PeerTls {
 }
 
 impl PeerTls {
-    /// Both sides present a certificate that chains to the CA; both verify the other's. The
-    /// certificate, key and trust bundle follow their files (see [`crate::tls_reload`]).
+    /// Both sides present a certificate that chains to the CA and names this cluster; both
+    /// verify the other's (see [`super::peer_identity`]). The certificate, key and trust bundle
+    /// follow their files (see [`crate::tls_reload`]).
     pub fn load(cert_file: &str, key_file: &str, ca_file: &str) -> anyhow::Result<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let files = TlsWatcher::load(
@@ -369,69 +368,26 @@ impl PeerTls {
         let mut sc = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .context("tls: protocol versions")?
-            .with_client_cert_verifier(files.client_verifier())
+            .with_client_cert_verifier(Arc::new(ClientIsPeer {
+                chain: files.client_verifier(),
+                watcher: files.clone(),
+            }))
             .with_cert_resolver(files.server_resolver());
         sc.alpn_protocols = vec![b"h2".to_vec()];
         let mut cc = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .context("tls: protocol versions")?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly(files.server_verifier())))
+            .with_custom_certificate_verifier(Arc::new(ServerIsPeer {
+                chain: files.server_verifier(),
+                watcher: files.clone(),
+            }))
             .with_client_cert_resolver(files.client_resolver());
         cc.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Self {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(sc)),
             connector: tokio_rustls::TlsConnector::from(Arc::new(cc)),
         })
-    }
-}
-
-/// Verifies the chain to the cluster CA but not the host name: peers are dialled by IP from
-/// discovery, and every pod shares the cluster's certificate. Identity is the CA signature plus
-/// the name in the handshake that follows.
-#[derive(Debug)]
-struct ChainOnly(Arc<dyn ServerCertVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        // rustls checks the chain before the name, so a name mismatch means the chain is good.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Ok(v) => Ok(v),
-            Err(TlsError::InvalidCertificate(CertificateError::NotValidForName))
-            | Err(TlsError::InvalidCertificate(CertificateError::NotValidForNameContext {
-                ..
-            })) => Ok(ServerCertVerified::assertion()),
-            Err(e) => Err(e),
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
     }
 }
 

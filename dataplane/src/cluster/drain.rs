@@ -1,5 +1,5 @@
-//! Leaving the cluster: the preStop hook (`GET /drain` on the health port) and SIGTERM both
-//! come here first.
+//! Leaving the cluster: the preStop hook (`erlmcp drain`, through the loopback admin listener)
+//! and SIGTERM both come here first.
 //!
 //! 1. Leave the ready set at once (`/ready` answers 503, so the endpoints controller drops the
 //!    pod and the client Service stops sending new connections), and say so in `status.members`.

@@ -2,18 +2,20 @@
 //! report what they see (the role distributed Erlang plays in the original).
 //!
 //! - [`discovery`]: who the peers are (Kubernetes EndpointSlices, DNS, a static list).
-//! - [`auth`]: the peer channel's authentication (mutual TLS and/or the cookie challenge).
+//! - [`auth`]: the peer channel's authentication (mutual TLS and/or the cookie challenge);
+//!   [`peer_identity`]: a peer's certificate must name this cluster, not only chain to its CA.
 //! - [`peer`]: the peer channel itself (HTTP/2 on `cluster.port`, default 9200), the probes
 //!   that feed the [`detector`] (phi accrual), and the forwarding of session requests.
 //! - [`status`]: this pod's entry in `ErlmcpCluster.status.members` (server-side apply).
 //! - [`persist`]: session records on the session volume, so a restarted pod keeps them.
-//! - [`drain`]: leaving the cluster (preStop `/drain`, SIGTERM).
+//! - [`drain`]: leaving the cluster (preStop `erlmcp drain`, SIGTERM).
 
 pub mod auth;
 pub mod detector;
 pub mod discovery;
 pub mod drain;
 pub mod peer;
+pub mod peer_identity;
 pub mod persist;
 pub mod status;
 
@@ -52,7 +54,7 @@ pub struct ClusterSettings {
     pub session_dir: Option<PathBuf>,
     /// Write `status.members` (on Kubernetes, with a cluster name). `ERLMCP_STATUS_REPORT`.
     pub report_status: bool,
-    /// preStop: how long `/drain` keeps serving after leaving the ready set, so load balancers
+    /// preStop: how long the drain keeps serving after leaving the ready set, so load balancers
     /// catch up before SIGTERM stops new work (`ERLMCP_DRAIN_DELAY_SECONDS`, default 5).
     pub drain_delay: Duration,
     /// DNS discovery asks this server instead of the system resolver (`ERLMCP_DNS_SERVER`,

@@ -47,6 +47,10 @@ pub struct Record {
     /// Last request of the session, Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_active: Option<u64>,
+    /// The authenticated principal that opened the session: after a restart it still answers
+    /// to that principal only. A record without one answers to unauthenticated requests only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 impl Record {
@@ -91,6 +95,7 @@ pub fn snapshot(reg: &SessionRegistry) -> Vec<Record> {
                 log_level: s.log_level.load(Ordering::Relaxed),
                 subscriptions: subs,
                 last_active: Some(now.saturating_sub(s.idle_for().as_secs())),
+                principal: s.principal().map(str::to_string),
             }
         })
         .collect();
@@ -150,7 +155,16 @@ pub fn restore(dir: &Path, node: &str, reg: &SessionRegistry) -> usize {
             expired += 1;
             continue;
         }
-        if let Some(s) = reg.restore(&r.id, v, r.client_capabilities, r.client_info, "http", idle) {
+        let principal = r.principal.map(Arc::from);
+        if let Some(s) = reg.restore(
+            &r.id,
+            v,
+            r.client_capabilities,
+            r.client_info,
+            "http",
+            idle,
+            principal,
+        ) {
             s.log_level.store(r.log_level, Ordering::Relaxed);
             for u in r.subscriptions {
                 s.subscriptions.insert(u, ());
@@ -266,7 +280,35 @@ mod tests {
             log_level: 1,
             subscriptions: Vec::new(),
             last_active,
+            principal: None,
         }
+    }
+
+    #[test]
+    fn a_restored_session_answers_to_its_principal_only() {
+        let dir = std::env::temp_dir().join(format!("erlmcp-persist-{}", uuid::Uuid::new_v4()));
+        let a = reg("erlmcp@n1");
+        let mine = a
+            .create(Legacy::LATEST, Value::Null, Value::Null, "http")
+            .unwrap();
+        a.claim(&mine, Some("alice".into()), None);
+        let open = a
+            .create(Legacy::LATEST, Value::Null, Value::Null, "http")
+            .unwrap();
+        a.claim(&open, None, None);
+        write(&dir, "erlmcp@n1", &snapshot(&a)).unwrap();
+
+        let b = reg("erlmcp@n1");
+        assert_eq!(restore(&dir, "erlmcp@n1", &b), 2);
+        let back = b.get(&mine.id).expect("restored");
+        assert!(back.answers_to(Some("alice")));
+        assert!(!back.answers_to(Some("bob")), "another principal");
+        assert!(!back.answers_to(None), "no principal");
+        // Opened without authentication: it stays so.
+        let back = b.get(&open.id).expect("restored");
+        assert!(back.answers_to(None));
+        assert!(!back.answers_to(Some("alice")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

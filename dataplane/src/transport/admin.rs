@@ -1,7 +1,7 @@
 //! The admin listener, on 127.0.0.1 only: what it offers cannot be called from the network.
 //! `POST /drain` is what `erlmcp drain` (an exec preStop hook) calls: leave the ready set and
-//! tell the peers (as the health port's `/drain` does), then refuse new sessions and work, and
-//! wait for the requests in flight, bounded by `timeoutSeconds`.
+//! tell the peers, then refuse new sessions and work, and wait for the requests in flight,
+//! bounded by `timeoutSeconds`. The health port has no `/drain`: it faces the network.
 
 use std::collections::HashMap;
 use std::time::Duration;

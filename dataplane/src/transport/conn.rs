@@ -112,6 +112,11 @@ impl Conn {
 
     /// One inbound frame (a line, a WebSocket text message, a POST body).
     /// Waits while the connection is at its in-flight cap, which is what stops the reading.
+    /// The principal that opened the connection (None: opened without authentication).
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
     pub async fn on_frame(self: &Arc<Self>, raw: &[u8]) {
         self.core.metrics.received(self.transport, 1);
         match jsonrpc::parse(raw) {

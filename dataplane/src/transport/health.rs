@@ -1,5 +1,7 @@
 //! `/health`, `/ready`, `/live`, `/status` on the health port and `/metrics` on the metrics
-//! port, plus the client behind `erlmcp healthcheck` (images have no curl).
+//! port, plus the client behind `erlmcp healthcheck` (images have no curl). Nothing here changes
+//! state: the port faces the network, so draining is on the loopback admin listener
+//! (`erlmcp drain`, see [`super::admin`]).
 
 use std::sync::Arc;
 
@@ -18,7 +20,6 @@ pub fn health_router(core: Arc<Core>) -> Router {
         .route("/live", get(live))
         .route("/ready", get(ready))
         .route("/status", get(status))
-        .route("/drain", get(drain).post(drain))
         .with_state(core)
 }
 
@@ -52,14 +53,6 @@ async fn ready(State(core): State<Arc<Core>>) -> impl IntoResponse {
             Json(json!({"status": why})),
         )
     }
-}
-
-/// The preStop hook: leave the ready set, tell peers, keep serving while load balancers catch
-/// up, then return (SIGTERM follows and drains in-flight work).
-async fn drain(State(core): State<Arc<Core>>) -> impl IntoResponse {
-    core.lifecycle.set_ready(false);
-    core.cluster.leave().await;
-    Json(json!({"status": "draining", "ready": false}))
 }
 
 async fn status(State(core): State<Arc<Core>>) -> impl IntoResponse {

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, Response, StatusCode};
 use axum::response::IntoResponse;
 use bytes::Bytes;
@@ -72,25 +72,35 @@ pub async fn open(
     ))
 }
 
+/// `POST /messages?sessionId=...`: Origin, authentication and the rate limit pass, and the
+/// connection exists and belongs to the caller's principal, before any of the body is read (an unauthenticated client cannot make
+/// the server buffer or wait for a body).
 pub async fn message(
     State(st): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Response<Body> {
-    if let Err(e) = guard(&st, &headers, peer) {
-        return e.into_response();
-    }
+    let principal = match guard(&st, req.headers(), peer) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    // A connection answers to the principal that opened it: to anyone else it does not exist.
     let Some(conn) = q
         .get("sessionId")
         .and_then(|k| st.sse_conns.get(k).map(|c| c.clone()))
+        .filter(|c| c.principal() == principal.as_deref())
     else {
         return HttpError::new(
             404,
             RpcError::invalid_request("Unknown sessionId: open GET /sse first"),
         )
         .into_response();
+    };
+    // Read as the `Bytes` extractor reads it (the size limit and the body deadline apply).
+    let body = match Bytes::from_request(req, &st).await {
+        Ok(b) => b,
+        Err(rejection) => return rejection.into_response(),
     };
     // At the connection's in-flight cap this POST waits for a free slot.
     conn.on_frame(&body).await;

@@ -83,14 +83,17 @@ pub enum Era {
     Legacy,
 }
 
-/// Classify by the `MCP-Protocol-Version` header (a legacy value means legacy; any other value,
-/// known or not, is the modern per-request world and is validated there) and, without the
-/// header, by whether the body carries modern `_meta`.
+/// Classify a request without a session id. A body that carries modern `_meta` (its own
+/// protocol version) is modern whatever the header says: the modern path answers a header
+/// that disagrees with 400 `HeaderMismatch`, rather than the legacy path treating it as a
+/// session request. Otherwise the `MCP-Protocol-Version` header decides (a legacy value means
+/// legacy; any other value, known or not, is the modern per-request world and is validated
+/// there); with neither, legacy.
 pub fn classify(header_version: Option<&str>, body_has_modern_meta: bool) -> Era {
     match header_version {
+        _ if body_has_modern_meta => Era::Modern,
         Some(v) if Legacy::parse(v.trim()).is_some() => Era::Legacy,
         Some(_) => Era::Modern,
-        None if body_has_modern_meta => Era::Modern,
         None => Era::Legacy,
     }
 }
@@ -114,6 +117,8 @@ mod tests {
         assert_eq!(classify(Some("v999.0.0"), false), Era::Modern);
         assert_eq!(classify(None, true), Era::Modern);
         assert_eq!(classify(None, false), Era::Legacy);
+        // A modern body under a legacy header is modern (and a header mismatch there).
+        assert_eq!(classify(Some("2025-06-18"), true), Era::Modern);
     }
 
     #[test]

@@ -61,6 +61,14 @@ fn rand_u32() -> u32 {
     u32::from_le_bytes(b)
 }
 
+/// A loopback port nobody listens on now (the kernel's pick, released at once).
+pub fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// A distinct 127.a.b.0/24 for one test run.
 pub fn subnet() -> String {
     let r = rand_u32();
@@ -96,6 +104,8 @@ impl Node {
         env.insert("ERLANG_COOKIE".into(), COOKIE.into());
         env.insert("ERLMCP_DRAIN_DELAY_SECONDS".into(), "1".into());
         env.insert("ERLMCP_DRAIN_SECONDS".into(), "5".into());
+        // The admin listener is on 127.0.0.1 for every node: each needs its own port.
+        env.insert("ERLMCP_ADMIN_PORT".into(), free_loopback_port().to_string());
         Self {
             spec: NodeSpec {
                 name: name.into(),
@@ -168,6 +178,26 @@ impl Node {
             .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn erlmcp"));
         self.starts += 1;
+    }
+
+    /// `erlmcp drain` against this node (what the preStop hook runs): its exit code and output.
+    pub async fn drain(&self, timeout_seconds: u64) -> (Option<i32>, String) {
+        let out = tokio::process::Command::new(SERVER_BIN)
+            .args(["drain", "--timeout-seconds", &timeout_seconds.to_string()])
+            .env_clear()
+            .env("ERLMCP_ADMIN_PORT", &self.spec.env["ERLMCP_ADMIN_PORT"])
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(timeout_seconds + 35), out)
+            .await
+            .expect("erlmcp drain returns within its bound")
+            .expect("run erlmcp drain");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -7,7 +7,7 @@ use erlmcp_crds::{ErlmcpCluster, HEALTH_PORT, METRICS_PORT};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
+    EnvVar, EnvVarSource, ExecAction, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
     PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
     SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
@@ -162,6 +162,8 @@ pub fn statefulset(
         ports.push(port("mcp-tcp", spec.mcp.transports.tcp.port));
     }
 
+    // In-flight work gets two thirds of the grace period (SIGTERM's drain and the preStop hook's).
+    let drain_seconds = (spec.termination_grace_period_seconds * 2 / 3).max(1);
     let mut env_vars = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
@@ -175,12 +177,7 @@ pub fn statefulset(
         env("ERLMCP_LOG_LEVEL", spec.logging.level.clone()),
         env("ERLMCP_CONFIG", CONFIG_FILE),
         // Drain within the grace period, leaving a third of it for the preStop hook and exit.
-        env(
-            "ERLMCP_DRAIN_SECONDS",
-            (spec.termination_grace_period_seconds * 2 / 3)
-                .max(1)
-                .to_string(),
-        ),
+        env("ERLMCP_DRAIN_SECONDS", drain_seconds.to_string()),
     ];
     env_vars.extend(super::tracing_env::tracing_env(
         spec.tracing.as_ref(),
@@ -277,12 +274,16 @@ pub fn statefulset(
         liveness_probe: Some(http_probe("/live", 10, 3, 2)),
         readiness_probe: Some(http_probe("/ready", 5, 2, 2)),
         // Leave the ready set first, so endpoints drop the pod before it stops accepting work.
+        // An exec hook: the drain listener is loopback-only, never callable from the network.
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
-                http_get: Some(HTTPGetAction {
-                    path: Some("/drain".into()),
-                    port: IntOrString::String("health".into()),
-                    ..Default::default()
+                exec: Some(ExecAction {
+                    command: Some(vec![
+                        "erlmcp".into(),
+                        "drain".into(),
+                        "--timeout-seconds".into(),
+                        drain_seconds.to_string(),
+                    ]),
                 }),
                 ..Default::default()
             }),
@@ -417,7 +418,11 @@ mod tests {
         assert_eq!(ctr["livenessProbe"]["httpGet"]["path"], "/live");
         assert_eq!(ctr["readinessProbe"]["httpGet"]["path"], "/ready");
         assert_eq!(ctr["startupProbe"]["httpGet"]["path"], "/live");
-        assert_eq!(ctr["lifecycle"]["preStop"]["httpGet"]["path"], "/drain");
+        assert_eq!(
+            ctr["lifecycle"]["preStop"],
+            json!({"exec": {"command": ["erlmcp", "drain", "--timeout-seconds", "20"]}}),
+            "an exec hook: /drain is not on the network"
+        );
         let sc = &ctr["securityContext"];
         assert_eq!(sc["runAsNonRoot"], true);
         assert_eq!(sc["readOnlyRootFilesystem"], true);

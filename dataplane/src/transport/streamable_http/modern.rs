@@ -13,7 +13,6 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::headers::{check_headers, header, VERSION_HEADER};
 use super::stream::run;
-use crate::limits::WRITE_TIMEOUT;
 use crate::protocol::context::{Ctx, Era, Outbound};
 use crate::protocol::jsonrpc::{self, Id, Message, Parsed, RpcError, HEADER_MISMATCH};
 use crate::protocol::lifecycle;
@@ -90,10 +89,11 @@ fn listen(st: &Shared, id: Id, msg: &Message) -> Result<Response<Body>, HttpErro
     let core = st.core.clone();
     let keepalive = st.keepalive;
     let retry = st.retry_ms;
+    let write = st.limits.slow.write;
     tokio::spawn(async move {
         let send = |b: Bytes| {
             let tx = tx.clone();
-            async move { tx.send_timeout(b, WRITE_TIMEOUT).await.is_ok() }
+            async move { tx.send_timeout(b, write).await.is_ok() }
         };
         if !send(sse_event(
             None,

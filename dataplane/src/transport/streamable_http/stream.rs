@@ -14,7 +14,6 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::limits::WRITE_TIMEOUT;
 use crate::protocol::context::{Ctx, Outbound, OutboundItem};
 use crate::protocol::jsonrpc::{Message, RpcError, INVALID_REQUEST, PARSE_ERROR};
 use crate::protocol::revision::Legacy;
@@ -96,11 +95,14 @@ pub(super) async fn run(
             let (tx, brx) = mpsc::channel::<Bytes>(LIVE_BUFFER);
             let core = st.core.clone();
             let metrics = st.core.metrics.clone();
+            // The configured write timeout, as on every transport: a client that stops
+            // reading is cut off (and its request cancelled) after it.
+            let write = st.limits.slow.write;
             tokio::spawn(async move {
                 let send = |v: &Value| {
                     let b = sse_event(None, &serde_json::to_vec(v).unwrap_or_default());
                     let tx = tx.clone();
-                    async move { tx.send_timeout(b, WRITE_TIMEOUT).await.is_ok() }
+                    async move { tx.send_timeout(b, write).await.is_ok() }
                 };
                 if let OutboundItem::Message(v) = &first {
                     if !send(v).await {
@@ -121,7 +123,7 @@ pub(super) async fn run(
                             while let Ok(item) = rx.try_recv() {
                                 if let OutboundItem::Message(v) = item { if !send(&v).await { return; } }
                             }
-                            let _ = tx.send_timeout(sse_event(None, &core.response_bytes(&id, &r)), WRITE_TIMEOUT).await;
+                            let _ = tx.send_timeout(sse_event(None, &core.response_bytes(&id, &r)), write).await;
                             metrics.sent("http", 1);
                             return;
                         }
