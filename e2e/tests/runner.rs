@@ -78,7 +78,7 @@ fn web_yaml(env: &TestEnv, replicas: i32) -> String {
             "startupProbe": {"httpGet": {"path": "/live", "port": "health"}, "periodSeconds": 1, "failureThreshold": 30},
             "livenessProbe": {"httpGet": {"path": "/live", "port": "health"}, "periodSeconds": 5},
             "readinessProbe": {"httpGet": {"path": "/ready", "port": "health"}, "periodSeconds": 2},
-            "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": "health"}}},
+            "lifecycle": {"preStop": {"exec": {"command": ["erlmcp", "drain", "--timeout-seconds", "5"]}}},
             "securityContext": {"readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false},
             "volumeMounts": [
                 {"name": "config", "mountPath": "/etc/erlmcp/config", "readOnly": true},
@@ -359,6 +359,10 @@ async fn statefulset_pods_run_as_local_processes() -> Result<()> {
         .find("SIGTERM (grace 10s)")
         .context("no SIGTERM in log")?;
     ensure!(hook < term, "preStop must run before SIGTERM");
+    ensure!(
+        !log.contains("preStop hook failed"),
+        "the exec preStop (erlmcp drain) failed:\n{log}"
+    );
     ensure!(
         log[term..].contains("draining"),
         "the data plane did not see SIGTERM:\n{log}"

@@ -2,7 +2,7 @@
 //! and start together), which would also stop every condemned pod at once and drop all their
 //! sessions together. So the operator lowers `replicas` by one, and lowers it again only once the
 //! StatefulSet controller has seen that and the pod is gone: the highest pod drains (preStop
-//! `/drain`: readiness off, in-flight work finished within the grace period) while the others
+//! `erlmcp drain`: readiness off, in-flight work finished within the grace period) while the others
 //! keep serving. Scale-ups go straight through.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
