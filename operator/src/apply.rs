@@ -26,6 +26,34 @@ pub async fn apply(client: &Client, ns: &str, child: &Child) -> kube::Result<Dyn
     .await
 }
 
+/// A child as the server has it now, if it exists.
+pub async fn get(client: &Client, ns: &str, child: &Child) -> kube::Result<Option<Value>> {
+    let api = api_for(client, ns, &child.api_version, &child.kind);
+    Ok(api
+        .get_opt(&child.name)
+        .await?
+        .map(|o| serde_json::to_value(o).expect("an object serialises")))
+}
+
+/// A JSON merge patch of a child (adopting a generated Secret: metadata only).
+pub async fn merge_patch(
+    client: &Client,
+    ns: &str,
+    child: &Child,
+    patch: &Value,
+) -> kube::Result<DynamicObject> {
+    let api = api_for(client, ns, &child.api_version, &child.kind);
+    api.patch(
+        &child.name,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        &Patch::Merge(patch),
+    )
+    .await
+}
+
 /// Create a generated object unless it exists. Returns true when it was created now.
 /// `fill` supplies the generated content (called only when creating).
 pub async fn create_once(
