@@ -39,8 +39,10 @@ if [[ $PLANE == 1.20 ]]; then
       apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends etcd-client
     } >"$CACHE/etcd-client.apt.log" 2>&1 || { tail -n 30 "$CACHE/etcd-client.apt.log" >&2; die "apt-get install etcd-client failed"; }
   fi
-  ETCDCTL_API=3 etcdctl version | grep -q '^etcdctl version: 3\.4\.' ||
-    die "etcdctl on PATH is not 3.4 ($(ETCDCTL_API=3 etcdctl version | head -n1)): the 1.20 plane runs Debian's etcd 3.4"
+  # Captured first: `grep -q` closing the pipe early would fail the pipeline (pipefail).
+  have=$(ETCDCTL_API=3 etcdctl version 2>&1 || true)
+  [[ $have == *"etcdctl version: 3.4."* ]] ||
+    die "etcdctl on PATH is not 3.4 (${have%%$'\n'*}): the 1.20 plane runs Debian's etcd 3.4"
   dirname "$(command -v etcdctl)"
   exit 0
 fi
@@ -103,10 +105,11 @@ for t in "${TOOLS[@]}"; do
     -o "$tmp/$t" "go.etcd.io/etcd/$t/v3") >>"$ROOT/build.log" 2>&1 ||
     { tail -n 30 "$ROOT/build.log" >&2; die "go build of $t failed (modules come from $(go env GOPROXY) on a cold cache)"; }
 done
-"$tmp/etcdctl" version | grep -q "^etcdctl version: ${ETCD_CURRENT_VERSION#v}\$" ||
-  die "built etcdctl reports '$("$tmp/etcdctl" version | head -n1)', not $ETCD_CURRENT_VERSION"
-"$tmp/etcdutl" version | grep -q "^etcdutl version: ${ETCD_CURRENT_VERSION#v}\$" ||
-  die "built etcdutl reports '$("$tmp/etcdutl" version | head -n1)', not $ETCD_CURRENT_VERSION"
+for t in "${TOOLS[@]}"; do
+  have=$("$tmp/$t" version 2>&1 || true)
+  [[ $'\n'$have$'\n' == *$'\n'"$t version: ${ETCD_CURRENT_VERSION#v}"$'\n'* ]] ||
+    die "built $t reports '${have%%$'\n'*}', not $ETCD_CURRENT_VERSION"
+done
 stamp >"$tmp/.stamp"
 rm -rf "$BIN_DIR"
 mv "$tmp" "$BIN_DIR"

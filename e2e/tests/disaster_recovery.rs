@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use erlmcp_e2e::env::pod_ready;
 use erlmcp_e2e::http::{self, Response};
 use erlmcp_e2e::TestEnv;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -341,6 +342,40 @@ async fn wait_gone(
     .await
 }
 
+/// Waits for a StatefulSet other than `set` with as many ready pods, none of them in `before`
+/// (the cluster's status may still say Ready from before the deletion).
+async fn wait_rebuilt(
+    env: &TestEnv,
+    ns: &str,
+    name: &str,
+    set: &Value,
+    before: &[Value],
+) -> Result<()> {
+    env.wait_for(
+        "the StatefulSet and its pods re-created and ready",
+        READY_WITHIN,
+        Some(ns),
+        || async {
+            let Ok((set_now, pods_now)) = rollout_state(env, ns, name).await else {
+                return Ok(None);
+            };
+            let ready = pods(env, ns, name)
+                .await?
+                .iter()
+                .filter(|p| pod_ready(p))
+                .count();
+            let fresh = set_now["uid"] != set["uid"]
+                && pods_now.len() == before.len()
+                && ready == before.len()
+                && pods_now
+                    .iter()
+                    .all(|p| before.iter().all(|b| b["uid"] != p["uid"]));
+            Ok(fresh.then_some(()))
+        },
+    )
+    .await
+}
+
 const CHILD_KINDS: &str =
     "statefulsets,services,configmaps,serviceaccounts,roles,rolebindings,poddisruptionbudgets,networkpolicies";
 
@@ -386,23 +421,7 @@ async fn children_deleted_the_operator_rebuilds_with_the_same_cookie_and_ca() ->
 
     // 1a. Secrets and claims kept; the operator, running, rebuilds at once.
     delete_children(env, &ns, "dr", CHILD_KINDS, &[])?;
-    env.wait_for(
-        "the StatefulSet and its pods re-created",
-        READY_WITHIN,
-        Some(&ns),
-        || async {
-            let Ok((set_now, pods_now)) = rollout_state(env, &ns, "dr").await else {
-                return Ok(None);
-            };
-            let fresh = set_now["uid"] != set["uid"]
-                && pods_now.len() == before.len()
-                && pods_now
-                    .iter()
-                    .all(|p| before.iter().all(|b| b["uid"] != p["uid"]));
-            Ok(fresh.then_some(()))
-        },
-    )
-    .await?;
+    wait_rebuilt(env, &ns, "dr", &set, &before).await?;
     wait_ready(env, &ns, "dr", 2).await?;
     let (set_a, after_a) = rollout_state(env, &ns, "dr").await?;
     ensure!(set_a["uid"] != set["uid"], "the StatefulSet was re-created");
@@ -433,6 +452,7 @@ async fn children_deleted_the_operator_rebuilds_with_the_same_cookie_and_ca() ->
     wait_gone(env, &ns, "dr", &format!("{CHILD_KINDS},secrets"), &claims).await?;
     restore(env, &backup)?;
     op = Operator::start(env, &ns, &home, "op-dr-1b")?;
+    wait_rebuilt(env, &ns, "dr", &set_a, &after_a).await?;
     wait_ready(env, &ns, "dr", 2).await?;
     let (set_b, _) = rollout_state(env, &ns, "dr").await?;
     ensure!(
@@ -552,7 +572,29 @@ async fn etcd_snapshot_restored_the_cluster_returns_without_a_roll() -> Result<(
     etcd_script(env, "snapshot", &plane, &snapshot).await?;
     drop(op);
     etcd_script(env, "restore", &plane, &snapshot).await?;
+    let restored_at = chrono::Utc::now();
     let op = Operator::start(env, &ns, &home, "op-dr-3-restored")?;
+    // The restored status said Ready before the disaster: wait for both pods to report again.
+    env.wait_for(
+        "both members heard from after the restore",
+        READY_WITHIN,
+        Some(&ns),
+        || async {
+            let c = serde_json::to_value(clusters(env, &ns).get("snap").await?)?;
+            let fresh = c["status"]["members"].as_array().is_some_and(|ms| {
+                ms.len() == 2
+                    && ms.iter().all(|m| {
+                        m["ready"] == true
+                            && m["lastHeartbeat"]
+                                .as_str()
+                                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                                .is_some_and(|t| t > restored_at)
+                    })
+            });
+            Ok(fresh.then_some(()))
+        },
+    )
+    .await?;
     wait_ready(env, &ns, "snap", 2).await?;
     env.wait_for(
         "a reconcile after the restore",
