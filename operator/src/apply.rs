@@ -54,8 +54,9 @@ pub async fn merge_patch(
     .await
 }
 
-/// Create a generated object unless it exists. Returns true when it was created now.
-/// `fill` supplies the generated content (called only when creating).
+/// Create a generated object the caller found missing ([`get`]). Returns true when it was
+/// created now, false when another reconcile (or a human) created it in between.
+/// `fill` supplies the generated content.
 pub async fn create_once(
     client: &Client,
     ns: &str,
@@ -63,9 +64,6 @@ pub async fn create_once(
     fill: impl FnOnce(&mut Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<bool> {
     let api = api_for(client, ns, &child.api_version, &child.kind);
-    if api.get_opt(&child.name).await?.is_some() {
-        return Ok(false);
-    }
     let mut object = child.object.clone();
     fill(&mut object)?;
     let obj: DynamicObject = serde_json::from_value(object)?;

@@ -13,9 +13,9 @@ use crate::apply;
 use crate::desired::{self, Names, GENERATED_PLACEHOLDER};
 use crate::events::ChildReason;
 
-/// Generated Secrets first: one that exists without a controller (restored from a backup) is
-/// adopted with its data; a missing cookie is created once, never rewritten (the operator CA's
-/// Secrets are created and renewed by their own step, [`super::renew_operator_ca`]).
+/// Generated Secrets first: a cookie that exists without a controller (restored from a backup)
+/// is adopted with its data; a missing one is created once, never rewritten (the operator CA's
+/// Secrets are created, adopted and renewed by their own step, [`super::renew_operator_ca`]).
 pub(super) async fn ensure_generated_secrets(
     ctx: &Context,
     cluster: &ErlmcpCluster,
@@ -23,6 +23,9 @@ pub(super) async fn ensure_generated_secrets(
 ) -> Result<(), Error> {
     let ns = cluster.namespace().unwrap_or_default();
     for child in &desired::generated(cluster, names) {
+        if child.name == names.tls_secret || child.name == names.ca_secret {
+            continue; // read, adopted and written by the CA step
+        }
         let existing = match cached(ctx, &ns, "Secret", &child.name) {
             Some(obj) => Some(
                 serde_json::to_value(obj.as_ref()).map_err(|e| Error::GeneratedSecret(e.into()))?,
@@ -41,9 +44,6 @@ pub(super) async fn ensure_generated_secrets(
                     .child(cluster, child_ref(child), ChildReason::Adopted)
                     .await;
             }
-            continue;
-        }
-        if child.name == names.tls_secret || child.name == names.ca_secret {
             continue;
         }
         let created = apply::create_once(&ctx.client, &ns, child, fill_generated())
