@@ -15,7 +15,7 @@ export CARGO_INCREMENTAL=0
 # server; the end-to-end steps wait for them. A warm cache returns at once. Without KUBECONFIG
 # every end-to-end case runs on both planes, current first (the cert-manager case: current only).
 PLANES=(current 1.20)
-BUILDS=(current 1.20 cert-manager)
+BUILDS=(current 1.20 cert-manager etcd-tools)
 BUILD_LOG=target/k8s-build
 BUILD_PIDS=()
 mkdir -p "$BUILD_LOG"
@@ -31,6 +31,9 @@ if [ -z "${KUBECONFIG:-}" ]; then
   setsid bash e2e/scripts/k8s-build.sh >"$BUILD_LOG/1.20.log" 2>&1 &
   BUILD_PIDS+=($!)
   setsid bash e2e/scripts/cert-manager-build.sh >"$BUILD_LOG/cert-manager.log" 2>&1 &
+  BUILD_PIDS+=($!)
+  # etcdctl/etcdutl of the disaster-recovery drills (e2e/tests/disaster_recovery.rs), own cache.
+  setsid bash e2e/scripts/etcd-tools-build.sh >"$BUILD_LOG/etcd-tools.log" 2>&1 &
   BUILD_PIDS+=($!)
   trap 'for p in "$JAEGER_PID" "${BUILD_PIDS[@]}"; do kill -- "-$p" 2>/dev/null || true; done' EXIT
 fi

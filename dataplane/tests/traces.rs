@@ -2,7 +2,8 @@
 //! module, on loopback): a session request sent to B with the client's `traceparent` is
 //! forwarded to its owner A, and Jaeger holds ONE trace, the client's, with spans from both
 //! nodes, A's hanging under B's forward span; A's call to an HTTP tool backend carries a
-//! `traceparent` naming A's backend span. No Jaeger, no pass: the test fails.
+//! `traceparent` naming A's backend span; and a log line written while serving a traced request
+//! carries that request's trace id. No Jaeger, no pass: the test fails.
 
 mod support;
 
@@ -18,6 +19,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A one-request HTTP backend on loopback: answers `{"ok":true}` and hands over the request's
 /// `traceparent` header.
 async fn backend() -> (String, tokio::sync::oneshot::Receiver<Option<String>>) {
+    backend_answering("200 OK").await
+}
+
+/// [`backend`] with another status line (a 5xx makes the server log the failure).
+async fn backend_answering(
+    status: &'static str,
+) -> (String, tokio::sync::oneshot::Receiver<Option<String>>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/lookup", l.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -44,7 +52,7 @@ async fn backend() -> (String, tokio::sync::oneshot::Receiver<Option<String>>) {
         let _ = s
             .write_all(
                 format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 )
                 .as_bytes(),
@@ -251,4 +259,85 @@ async fn a_forwarded_session_request_is_one_trace_across_both_nodes() {
     for n in nodes.iter_mut() {
         n.terminate(Duration::from_secs(10)).await;
     }
+}
+
+/// Logs carry the trace id: with traces on, a JSON log line written inside a request (here the
+/// warning about a failing tool backend) lists the request's span with the client's trace id,
+/// the same trace the collector holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_line_of_a_traced_request_carries_its_trace_id() {
+    let dir = log_dir("trace-logs");
+    let collector = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || jaeger::Jaeger::start(&dir)
+    })
+    .await
+    .unwrap();
+    let (backend_url, _saw) = backend_answering("503 Service Unavailable").await;
+    let mut node = Node::new(
+        "trace-logs",
+        "n1",
+        &format!("{}.1", subnet()),
+        Ports::random(),
+    );
+    node.env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.otlp_endpoint)
+        .env("OTEL_SERVICE_NAME", "erlmcp")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("ERLMCP_LOG_FORMAT", "json");
+    node.spec.config = Some(format!(
+        "mcp:\n  tools:\n    - name: lookup\n      backend:\n        http:\n          url: {backend_url}\n"
+    ));
+    start_all(std::slice::from_mut(&mut node)).await;
+    let sid = initialize(node.mcp()).await.unwrap();
+    let (trace_id, _, traceparent) = fresh_traceparent();
+    call_via(
+        node.mcp(),
+        &sid,
+        &traceparent,
+        "lookup",
+        serde_json::json!({"q": 1}),
+    )
+    .await;
+
+    let trace_of = |line: &Value| -> Vec<String> {
+        line["spans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["trace_id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let log = node.spec.log.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["message"] == "tool backend failed");
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no backend failure logged in {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        trace_of(&line).contains(&trace_id),
+        "the log line names the request's trace {trace_id}: {line}"
+    );
+    let held = tokio::task::spawn_blocking(move || {
+        collector.wait_for("the request's trace", Duration::from_secs(30), |j| {
+            j.trace(&trace_id)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(
+        span_where(&held, "mcp.method.name", "tools/call").is_some(),
+        "{held}"
+    );
 }

@@ -205,6 +205,8 @@ start() { # name cmd...
   # the script has no job control, so setsid execs in place and $! is the real PID.
   setsid "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$PIDS/$name.pid"
+  # The command line, NUL-separated: k8s-etcd.sh restore restarts the plane from it.
+  printf '%s\0' "$@" >"$PIDS/$name.cmd"
   log "started $name (pid $!)"
 }
 wait_for() { # name timeout cmd...  (polls until cmd succeeds; fails if the process died)

@@ -26,8 +26,37 @@ pub async fn apply(client: &Client, ns: &str, child: &Child) -> kube::Result<Dyn
     .await
 }
 
-/// Create a generated object unless it exists. Returns true when it was created now.
-/// `fill` supplies the generated content (called only when creating).
+/// A child as the server has it now, if it exists.
+pub async fn get(client: &Client, ns: &str, child: &Child) -> kube::Result<Option<Value>> {
+    let api = api_for(client, ns, &child.api_version, &child.kind);
+    Ok(api
+        .get_opt(&child.name)
+        .await?
+        .map(|o| serde_json::to_value(o).expect("an object serialises")))
+}
+
+/// A JSON merge patch of a child (adopting a generated Secret: metadata only).
+pub async fn merge_patch(
+    client: &Client,
+    ns: &str,
+    child: &Child,
+    patch: &Value,
+) -> kube::Result<DynamicObject> {
+    let api = api_for(client, ns, &child.api_version, &child.kind);
+    api.patch(
+        &child.name,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        &Patch::Merge(patch),
+    )
+    .await
+}
+
+/// Create a generated object the caller found missing ([`get`]). Returns true when it was
+/// created now, false when another reconcile (or a human) created it in between.
+/// `fill` supplies the generated content.
 pub async fn create_once(
     client: &Client,
     ns: &str,
@@ -35,9 +64,6 @@ pub async fn create_once(
     fill: impl FnOnce(&mut Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<bool> {
     let api = api_for(client, ns, &child.api_version, &child.kind);
-    if api.get_opt(&child.name).await?.is_some() {
-        return Ok(false);
-    }
     let mut object = child.object.clone();
     fill(&mut object)?;
     let obj: DynamicObject = serde_json::from_value(object)?;

@@ -14,6 +14,9 @@ const MAX_NOTE: usize = 1000;
 pub enum ChildReason {
     /// A generated Secret, created once and never rewritten.
     Generated,
+    /// A generated Secret that existed without a controller (restored from a backup): now
+    /// owned by the cluster, its data kept.
+    Adopted,
     Created,
     Updated,
     /// Deleted: the spec no longer asks for it.
@@ -24,6 +27,7 @@ impl ChildReason {
     pub fn reason(self) -> &'static str {
         match self {
             ChildReason::Generated | ChildReason::Created => "Created",
+            ChildReason::Adopted => "Adopted",
             ChildReason::Updated => "Updated",
             ChildReason::Pruned => "Pruned",
         }
@@ -32,6 +36,7 @@ impl ChildReason {
     pub fn note(self, kind: &str, name: &str) -> String {
         match self {
             ChildReason::Generated => format!("created {kind} {name} (generated once)"),
+            ChildReason::Adopted => format!("adopted {kind} {name}: its data is kept"),
             ChildReason::Created => format!("created {kind} {name}"),
             ChildReason::Updated => format!("updated {kind} {name}"),
             ChildReason::Pruned => format!("deleted {kind} {name}: no longer in the spec"),

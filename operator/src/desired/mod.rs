@@ -1,6 +1,7 @@
 //! Pure builders: an `ErlmcpCluster` (plus what the reconciler observed) in, the objects the
 //! operator wants to exist out. No client, no clock, no I/O: unit-tested from fixture specs.
 
+mod adopt;
 pub mod ca;
 mod configmap;
 mod hpa;
@@ -23,6 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use serde_json::Value;
 
+pub use adopt::adoption_patch;
 pub use configmap::{dataplane_config, mounted_secrets, CONFIG_FILE, CONFIG_KEY};
 pub use merge::{json_merge, merge_by_name, strategic_merge};
 pub use secrets::{generate_cookie, COOKIE_KEY, GENERATED_ANNOTATION, GENERATED_PLACEHOLDER};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use erlmcp_crds::ErlmcpCluster;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use time::OffsetDateTime;
 use tracing::info;
@@ -88,9 +88,38 @@ async fn write(api: &Api<Secret>, e: &Edited) -> Result<(), kube::Error> {
     Ok(())
 }
 
+/// A Secret restored from a backup (no controller): take it over with its data, and go on from
+/// the object as patched (a later replace must carry its resourceVersion and owner). True when
+/// it was adopted now.
+async fn adopt(
+    api: &Api<Secret>,
+    e: &mut Edited,
+    placeholder: &desired::Child,
+) -> Result<bool, anyhow::Error> {
+    if !e.exists {
+        return Ok(false);
+    }
+    let Some(patch) =
+        desired::adoption_patch(&serde_json::to_value(&e.secret)?, &placeholder.object)
+    else {
+        return Ok(false);
+    };
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    e.secret = api
+        .patch(&placeholder.name, &pp, &Patch::Merge(&patch))
+        .await?;
+    info!(name = %placeholder.name, "adopted, data kept");
+    Ok(true)
+}
+
 /// What one pass did: the steps taken, and when to look again.
 #[derive(Debug, PartialEq)]
 pub struct Renewal {
+    /// Secrets adopted in this pass (restored from a backup without an owner).
+    pub adopted: Vec<String>,
     pub steps: Vec<Step>,
     pub next: Duration,
 }
@@ -127,6 +156,15 @@ pub async fn renew(
     };
     let mut ca_s = read(&api, placeholder(&names.ca_secret)).await?;
     let mut tls_s = read(&api, placeholder(&names.tls_secret)).await?;
+    let mut adopted = Vec::new();
+    for (e, name) in [
+        (&mut ca_s, &names.ca_secret),
+        (&mut tls_s, &names.tls_secret),
+    ] {
+        if adopt(&api, e, placeholder(name)).await? {
+            adopted.push(name.clone());
+        }
+    }
     let mut steps = Vec::new();
     // Each step changes what the next decision sees; a pass takes at most one of each.
     let next = loop {
@@ -189,6 +227,7 @@ pub async fn renew(
     write(&api, &tls_s).await?;
     let next = (next - now).clamp(time::Duration::seconds(1), time::Duration::days(1));
     Ok(Renewal {
+        adopted,
         steps,
         next: Duration::from_secs(next.whole_seconds() as u64),
     })

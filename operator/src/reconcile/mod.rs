@@ -216,6 +216,14 @@ async fn renew_operator_ca(
     let r = ca::renew(&ctx.client, cluster, names, now, ctx.ca_propagation)
         .await
         .map_err(Error::GeneratedSecret)?;
+    for name in &r.adopted {
+        let child = ChildRef {
+            api_version: "v1",
+            kind: "Secret",
+            name,
+        };
+        ctx.events.child(cluster, child, ChildReason::Adopted).await;
+    }
     if !r.steps.is_empty() {
         let note = format!("operator CA: {:?}", r.steps);
         ctx.events

@@ -13,8 +13,9 @@ use crate::apply;
 use crate::desired::{self, Names, GENERATED_PLACEHOLDER};
 use crate::events::ChildReason;
 
-/// Generated Secrets first: the cookie is created once, never rewritten (the operator CA's
-/// Secrets have their own step, [`super::renew_operator_ca`]).
+/// Generated Secrets first: a cookie that exists without a controller (restored from a backup)
+/// is adopted with its data; a missing one is created once, never rewritten (the operator CA's
+/// Secrets are created, adopted and renewed by their own step, [`super::renew_operator_ca`]).
 pub(super) async fn ensure_generated_secrets(
     ctx: &Context,
     cluster: &ErlmcpCluster,
@@ -23,9 +24,26 @@ pub(super) async fn ensure_generated_secrets(
     let ns = cluster.namespace().unwrap_or_default();
     for child in &desired::generated(cluster, names) {
         if child.name == names.tls_secret || child.name == names.ca_secret {
-            continue;
+            continue; // read, adopted and written by the CA step
         }
-        if cached(ctx, &ns, "Secret", &child.name).is_some() {
+        let existing = match cached(ctx, &ns, "Secret", &child.name) {
+            Some(obj) => Some(
+                serde_json::to_value(obj.as_ref()).map_err(|e| Error::GeneratedSecret(e.into()))?,
+            ),
+            None => apply::get(&ctx.client, &ns, child)
+                .await
+                .map_err(|e| Error::GeneratedSecret(e.into()))?,
+        };
+        if let Some(existing) = existing {
+            if let Some(patch) = desired::adoption_patch(&existing, &child.object) {
+                apply::merge_patch(&ctx.client, &ns, child, &patch)
+                    .await
+                    .map_err(|e| Error::GeneratedSecret(e.into()))?;
+                info!(kind = %child.kind, name = %child.name, "adopted, data kept");
+                ctx.events
+                    .child(cluster, child_ref(child), ChildReason::Adopted)
+                    .await;
+            }
             continue;
         }
         let created = apply::create_once(&ctx.client, &ns, child, fill_generated())
