@@ -77,6 +77,9 @@ bash charts/erlmcp-operator/tests/prometheus.sh
 step "the release erlmcp carries no conformance fixture"
 bash dataplane/tests/release_has_no_fixtures.sh
 
+step "hostile-input suite against that release erlmcp: each attack of issue 12, an honest client beside it"
+bash dataplane/tests/hostile_release.sh
+
 step "official MCP conformance suite, both requirement sets"
 bash dataplane/tests/conformance.sh
 

@@ -35,7 +35,15 @@ pub struct Conn {
     slots: Arc<tokio::sync::Semaphore>,
     /// Set when the client stopped reading (a write timed out): the transport closes.
     cut: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Room for responses between the handlers and the pump. A handler holds its slot until it
+    /// gets a permit, the pump gives one back per message it hands on: without it a finished
+    /// request freed its slot at once and a client that never reads grew the (unbounded)
+    /// queue by a response per request (issue 12: 14 MiB to 700 MiB).
+    backlog: Arc<tokio::sync::Semaphore>,
 }
+
+/// Responses that may wait for the pump, per connection.
+const BACKLOG: usize = crate::session::LIVE_BUFFER;
 
 impl Conn {
     /// A connection whose outgoing messages are written to `out` (bounded: the writer's pace).
@@ -51,6 +59,8 @@ impl Conn {
         let cut = Arc::new(tokio::sync::watch::Sender::new(false));
         let cut_pump = cut.clone();
         let write_timeout = limits.slow.write;
+        let backlog = Arc::new(tokio::sync::Semaphore::new(BACKLOG));
+        let backlog_pump = backlog.clone();
         tokio::spawn(async move {
             while let Some(item) = rx.recv().await {
                 // A connection has no per-request stream to close.
@@ -64,6 +74,10 @@ impl Conn {
                     break;
                 }
                 metrics.sent(transport, 1);
+                // Never above BACKLOG: notifications take no permit but hand one back too.
+                if backlog_pump.available_permits() < BACKLOG {
+                    backlog_pump.add_permits(1);
+                }
             }
         });
         core.connections
@@ -80,6 +94,7 @@ impl Conn {
             limit: limits.in_flight.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(limits.per_connection)),
             cut,
+            backlog,
         })
     }
 
@@ -293,6 +308,11 @@ impl Conn {
                 let _slot = slot;
                 let _permit = conn.limit.clone().acquire_owned().await;
                 let r = conn.core.handle(&msg, &ctx).await;
+                drop(_permit);
+                // The slot is kept until the response has room: that is what stops reading.
+                if let Ok(room) = conn.backlog.acquire().await {
+                    room.forget();
+                }
                 conn.in_flight.remove(&id);
                 conn.send(
                     serde_json::from_slice(&jsonrpc::response_bytes(&id, &r)).unwrap_or_default(),

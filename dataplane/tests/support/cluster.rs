@@ -84,6 +84,8 @@ pub fn log_dir(test: &str) -> PathBuf {
 }
 
 pub struct NodeSpec {
+    /// The server binary; the crate's own build unless a test runs another (a release build).
+    pub bin: PathBuf,
     pub name: String,
     pub ip: String,
     pub ports: Ports,
@@ -108,6 +110,7 @@ impl Node {
         env.insert("ERLMCP_ADMIN_PORT".into(), free_loopback_port().to_string());
         Self {
             spec: NodeSpec {
+                bin: PathBuf::from(SERVER_BIN),
                 name: name.into(),
                 ip: ip.into(),
                 ports,
@@ -155,7 +158,7 @@ impl Node {
             .append(true)
             .open(&self.spec.log)
             .unwrap();
-        let mut cmd = Command::new(SERVER_BIN);
+        let mut cmd = Command::new(&self.spec.bin);
         cmd.arg("serve");
         if let Some(c) = &self.spec.config {
             let path = self.spec.log.with_extension("yaml");
@@ -202,6 +205,11 @@ impl Node {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// How the process ended, once it has (None while it runs or before it started).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     pub fn is_running(&mut self) -> bool {
