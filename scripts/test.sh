@@ -91,7 +91,10 @@ bash dataplane/tests/sdk_ts_tasks.sh
 
 if [ -n "${KUBECONFIG:-}" ]; then
   step "end-to-end suites on KUBECONFIG=$KUBECONFIG, pods run by the pod runner unless it has nodes"
-  cargo test -p erlmcp-e2e
+  # The etcd drill stops and restores the control plane's etcd: only the local planes below
+  # own theirs, so it never runs against someone else's cluster (it runs on both local planes).
+  echo "not run here: etcd_snapshot_restored_the_cluster_returns_without_a_roll (local planes only)"
+  cargo test -p erlmcp-e2e -- --skip etcd_snapshot_restored_the_cluster_returns_without_a_roll
   step "Helm chart: install on the local control plane, a sample becomes Ready, uninstall leaves nothing"
   bash charts/erlmcp-operator/tests/install.sh
   exit 0
