@@ -91,7 +91,8 @@ impl Default for TransportsSpec {
 #[serde(rename_all = "camelCase")]
 pub struct TcpTransportSpec {
     /// Serve newline-delimited JSON-RPC over TCP. Default false. Refused while `auth.mode` is
-    /// bearer or jwt: a TCP frame carries no credential.
+    /// bearer or jwt: a TCP frame carries no credential. With client TLS on, TCP is TLS too,
+    /// with the client port's certificate.
     #[serde(default)]
     pub enabled: bool,
     /// TCP port. Default 8081.

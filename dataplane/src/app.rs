@@ -156,8 +156,15 @@ pub fn mcp_router(state: Shared, cfg: &RuntimeConfig) -> Router {
         .with_state(state)
 }
 
-/// Client-port TLS; the certificate follows its files, so a renewal needs no restart.
-fn tls_acceptor(cfg: &RuntimeConfig) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+/// Client TLS for the HTTP port and for the TCP transport: one certificate, which follows its
+/// files, so a renewal needs no restart. HTTP offers h2 and http/1.1 by ALPN; the TCP transport
+/// carries newline-delimited JSON-RPC and offers none.
+struct ClientTls {
+    http: tokio_rustls::TlsAcceptor,
+    tcp: tokio_rustls::TlsAcceptor,
+}
+
+fn client_tls(cfg: &RuntimeConfig) -> anyhow::Result<Option<ClientTls>> {
     let Some(t) = &cfg.client_tls else {
         return Ok(None);
     };
@@ -171,13 +178,19 @@ fn tls_acceptor(cfg: &RuntimeConfig) -> anyhow::Result<Option<tokio_rustls::TlsA
         provider.clone(),
     )?;
     files.watch(crate::tls_reload::interval_from_env());
-    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("tls: protocol versions")?
-        .with_no_client_auth()
-        .with_cert_resolver(files.server_resolver());
-    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(sc))))
+    let config = |alpn: Vec<Vec<u8>>| -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let mut sc = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("tls: protocol versions")?
+            .with_no_client_auth()
+            .with_cert_resolver(files.server_resolver());
+        sc.alpn_protocols = alpn;
+        Ok(Arc::new(sc))
+    };
+    Ok(Some(ClientTls {
+        http: config(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?.into(),
+        tcp: config(Vec::new())?.into(),
+    }))
 }
 
 /// Serve HTTP (optionally TLS) with a connection cap, keep-alive, slow-client bounds and
@@ -330,7 +343,10 @@ pub async fn start_with(
 ) -> anyhow::Result<Running> {
     let state = build_state_with(&cfg, cluster, lifecycle.clone(), register)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tls = tls_acceptor(&cfg)?;
+    let (tls, tcp_tls) = match client_tls(&cfg)? {
+        Some(t) => (Some(t.http), Some(t.tcp)),
+        None => (None, None),
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopper = move || {
         let mut rx = stop_rx.clone();
@@ -372,7 +388,7 @@ pub async fn start_with(
         grace,
     )));
     if let Some(l) = listeners.tcp {
-        tasks.push(tokio::spawn(tcp::serve(state.clone(), l)));
+        tasks.push(tokio::spawn(tcp::serve(state.clone(), l, tcp_tls)));
     }
     // Housekeeping: expire idle sessions, forget idle rate-limit buckets.
     let st = state.clone();

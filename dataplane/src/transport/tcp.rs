@@ -6,13 +6,16 @@ use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 use super::conn::Conn;
 use super::Shared;
 use crate::protocol::jsonrpc::{self, RpcError};
 use crate::session::LIVE_BUFFER;
 
-pub async fn serve(st: Shared, listener: TcpListener) {
+/// With `tls`, every connection is TLS first (the client port's certificate); a handshake that
+/// does not finish within the header-read timeout frees its slot.
+pub async fn serve(st: Shared, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let drained = st.core.lifecycle.drained();
     tokio::pin!(drained);
     loop {
@@ -35,10 +38,28 @@ pub async fn serve(st: Shared, listener: TcpListener) {
         }
         let _ = sock.set_nodelay(true);
         let st = st.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let (r, w) = sock.into_split();
             let idle = Some(st.limits.slow.idle);
-            serve_stream(st, r, w, "tcp", idle).await;
+            match tls {
+                None => {
+                    let (r, w) = sock.into_split();
+                    serve_stream(st, r, w, "tcp", idle).await;
+                }
+                Some(acc) => {
+                    let handshake = st.limits.slow.header_read;
+                    match tokio::time::timeout(handshake, acc.accept(sock)).await {
+                        Ok(Ok(stream)) => {
+                            let (r, w) = tokio::io::split(stream);
+                            serve_stream(st, r, w, "tcp", idle).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "tcp tls handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "tcp tls handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
