@@ -42,6 +42,22 @@ pub enum ServerEvent {
     ResourceUpdated(Arc<str>),
 }
 
+/// The notification a server event becomes for one session: every list change, and resource
+/// updates only for the URIs the session subscribed to. Shared by every session transport.
+pub fn session_notification(ev: &ServerEvent, s: &crate::session::Session) -> Option<Value> {
+    match ev {
+        ServerEvent::ListChanged(what) => Some(jsonrpc::notification(
+            &format!("notifications/{what}/list_changed"),
+            json!({}),
+        )),
+        ServerEvent::ResourceUpdated(uri) if s.is_subscribed(uri) => Some(jsonrpc::notification(
+            "notifications/resources/updated",
+            json!({"uri": &**uri}),
+        )),
+        ServerEvent::ResourceUpdated(_) => None,
+    }
+}
+
 pub static EMPTY_OBJECT: LazyLock<Value> = LazyLock::new(|| json!({}));
 
 /// Methods whose modern results carry `ttlMs` / `cacheScope`.

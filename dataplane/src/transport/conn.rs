@@ -108,7 +108,51 @@ impl Conn {
 
     /// Use an existing legacy session (the HTTP+SSE transport creates it at `GET /sse`).
     pub fn bind_session(&self, s: Arc<Session>) {
+        self.forward_events(s.clone());
         *self.session.lock().expect("session lock") = Some(s);
+    }
+
+    /// Change notifications (`list_changed`, `resources/updated` of subscribed URIs) reach the
+    /// session over this connection, as the HTTP GET stream carries them, until the session or
+    /// the connection ends. Each waits for room in the backlog like a response, so a client that
+    /// does not read holds at most that many (the broadcast drops what it lags behind) until the
+    /// pump's write timeout cuts it off.
+    fn forward_events(&self, s: Arc<Session>) {
+        let mut rx = self.core.events.subscribe();
+        let tx = self.tx.clone();
+        let backlog = self.backlog.clone();
+        let closed = s.closed();
+        let cut = self.cut_off();
+        let drained = self.core.lifecycle.drained();
+        tokio::spawn(async move {
+            tokio::pin!(closed, cut, drained);
+            loop {
+                let ev = tokio::select! {
+                    ev = rx.recv() => ev,
+                    _ = &mut closed => break,
+                    _ = &mut cut => break,
+                    _ = &mut drained => break,
+                };
+                match ev {
+                    Ok(ev) => {
+                        if let Some(n) = crate::protocol::session_notification(&ev, &s) {
+                            let room = tokio::select! {
+                                r = backlog.acquire() => r,
+                                _ = &mut cut => break,
+                            };
+                            if let Ok(room) = room {
+                                room.forget();
+                            }
+                            if tx.send(OutboundItem::Message(n)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        });
     }
 
     pub fn session(&self) -> Option<Arc<Session>> {

@@ -358,21 +358,10 @@ pub async fn get(
                         _ = &mut drained => break,
                     };
                     let note = match ev {
-                        Ok(crate::protocol::ServerEvent::ListChanged(what)) => {
-                            jsonrpc::notification(
-                                &format!("notifications/{what}/list_changed"),
-                                serde_json::json!({}),
-                            )
-                        }
-                        Ok(crate::protocol::ServerEvent::ResourceUpdated(uri))
-                            if sess.is_subscribed(&uri) =>
-                        {
-                            jsonrpc::notification(
-                                "notifications/resources/updated",
-                                serde_json::json!({"uri": &*uri}),
-                            )
-                        }
-                        Ok(_) => continue,
+                        Ok(ev) => match crate::protocol::session_notification(&ev, &sess) {
+                            Some(n) => n,
+                            None => continue,
+                        },
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(_) => break,
                     };
