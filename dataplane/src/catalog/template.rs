@@ -51,8 +51,8 @@ impl UriTemplate {
         })
     }
 
-    /// Variable values if `uri` matches. A value is non-empty, holds no `/` and is valid
-    /// percent-encoded UTF-8; anything else (`%zz`, `%C3` alone) is no match, never a panic.
+    /// Variable values if `uri` matches. A value is non-empty, holds no `/` (nor an encoded
+    /// one) and is valid percent-encoded UTF-8; anything else (`%zz`, `%C3` alone) is no match, never a panic.
     pub fn matches(&self, uri: &str) -> Option<Vec<(String, String)>> {
         let mut vars = Vec::new();
         let mut rest = uri;
@@ -69,7 +69,13 @@ impl UriTemplate {
                     if val.is_empty() || val.contains('/') {
                         return None;
                     }
-                    vars.push((name.clone(), percent_decode(val)?));
+                    // A value is one segment also once decoded: `..%2F..%2Fetc` is no match,
+                    // or it would reach a backend as `../../etc` (found by the uri_template fuzzer).
+                    let decoded = percent_decode(val)?;
+                    if decoded.contains('/') {
+                        return None;
+                    }
+                    vars.push((name.clone(), decoded));
                     rest = tail;
                 }
             }
@@ -169,6 +175,9 @@ mod tests {
         );
         assert_eq!(t.matches("test://template/1/2/data"), None);
         assert_eq!(t.matches("test://template//data"), None);
+        // An encoded slash is no way around the one-segment rule (path traversal).
+        assert_eq!(t.matches("test://template/..%2F..%2Fetc/data"), None);
+        assert_eq!(t.matches("test://template/a%2fb/data"), None);
         assert_eq!(t.matches("test://other/1/data"), None);
         let vars = t.matches("test://template/a%20b/data").unwrap();
         assert_eq!(vars[0].1, "a b");
@@ -240,8 +249,9 @@ mod properties {
                 for (i, (sep, value)) in segs.into_iter().enumerate() {
                     let name = format!("v{i}");
                     t.push_str(&format!("{{{name}}}"));
-                    // Non-empty values: an empty value never matches.
-                    vars.push((name, format!("x{value}")));
+                    // Non-empty, one-segment values: an empty value or one with `/` (encoded
+                    // or not) never matches.
+                    vars.push((name, format!("x{}", value.replace('/', "_"))));
                     if i + 1 < n || !trailing_var {
                         t.push_str(&sep);
                     }
@@ -283,6 +293,7 @@ mod properties {
             let fixed = UriTemplate::parse("docs://{name}").unwrap();
             if let Some(vars) = fixed.matches(&format!("docs://{uri}")) {
                 prop_assert!(!uri.contains('/'));
+                prop_assert!(!vars[0].1.contains('/'), "decoded value {:?}", vars[0].1);
                 prop_assert_eq!(percent_decode(&uri), Some(vars[0].1.clone()));
             }
         }
