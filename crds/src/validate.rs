@@ -12,6 +12,7 @@ use crate::mcp::{McpSpec, ToolBackend, ValueSource};
 use crate::{ErlmcpCluster, ErlmcpClusterSpec};
 
 mod mcp;
+mod tool_schema;
 use mcp::validate_mcp_into;
 
 /// Built-in tool implementations a `builtin` backend may name.

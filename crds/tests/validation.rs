@@ -452,3 +452,57 @@ fn tracing_needs_a_url_and_a_ratio_between_0_and_1() {
         "empty",
     );
 }
+
+fn tool_with_schema(schema: &str) -> String {
+    format!("  mcp: {{tools: [{{name: a, backend: {{builtin: echo}}, inputSchema: {schema}}}]}}\n")
+}
+
+#[test]
+fn header_parameter_annotations() {
+    let ok = tool_with_schema(
+        "{type: object, properties: {region: {type: string, x-mcp-header: Region}, n: {type: integer, x-mcp-header: Count}}}",
+    );
+    assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
+    assert_only(
+        &tool_with_schema(
+            "{type: object, properties: {filter: {type: object, properties: {region: {type: string, x-mcp-header: Region}}}}}",
+        ),
+        "spec.mcp.tools[0].inputSchema.properties.filter.properties.region.x-mcp-header",
+        "only on a top-level property",
+    );
+    assert_only(
+        &tool_with_schema("{type: object, properties: {tags: {type: array, x-mcp-header: Tags}}}"),
+        "spec.mcp.tools[0].inputSchema.properties.tags.x-mcp-header",
+        "string, number, integer or boolean",
+    );
+    assert_only(
+        &tool_with_schema(
+            "{type: object, properties: {r: {type: string, x-mcp-header: 'Re gion'}}}",
+        ),
+        "spec.mcp.tools[0].inputSchema.properties.r.x-mcp-header",
+        "header name suffix",
+    );
+    let twice = errors(&tool_with_schema(
+        "{type: object, properties: {a: {type: string, x-mcp-header: Region}, b: {type: string, x-mcp-header: region}}}",
+    ));
+    assert_eq!(twice.len(), 1, "{twice:?}");
+    assert!(twice[0].message.contains("already the header"), "{twice:?}");
+}
+
+#[test]
+fn tool_annotations() {
+    let spec = |a: &str| {
+        format!("  mcp: {{tools: [{{name: a, backend: {{builtin: echo}}, annotations: {a}}}]}}\n")
+    };
+    assert!(errors(&spec("{readOnlyHint: true, title: Echo}")).is_empty());
+    assert_only(
+        &spec("{readOnlyHint: 'yes'}"),
+        "spec.mcp.tools[0].annotations.readOnlyHint",
+        "true or false",
+    );
+    assert_only(
+        &spec("[1]"),
+        "spec.mcp.tools[0].annotations",
+        "must be an object",
+    );
+}

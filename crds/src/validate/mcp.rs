@@ -47,6 +47,10 @@ pub(super) fn validate_mcp_into(mcp: &McpSpec, base: &str, errs: &mut Errors) {
                 );
             }
         }
+        tool_schema::check_header_params(&tool.input_schema, &format!("{p}.inputSchema"), errs);
+        if let Some(a) = &tool.annotations {
+            tool_schema::check_annotations(a, &format!("{p}.annotations"), errs);
+        }
         validate_backend(&tool.backend, &format!("{p}.backend"), errs);
     }
 
