@@ -381,11 +381,18 @@ impl Runner {
         let ip = self.p.ip.to_string();
         let pod = &self.p.pod;
         let s = &self.sh.settings;
+        // The image's own binaries are on its PATH (erlmcp is /usr/local/bin/erlmcp there), so
+        // an exec hook or probe naming `erlmcp` finds it: here that is the mapped binary's dir.
+        let mut path = String::new();
+        if let Some(dir) = std::path::Path::new(&entry[0])
+            .parent()
+            .filter(|d| d.is_absolute())
+        {
+            path = format!("{}:", dir.display());
+        }
+        path.push_str("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
         let mut base = vec![
-            (
-                "PATH".to_string(),
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-            ),
+            ("PATH".to_string(), path),
             (
                 "HOSTNAME".to_string(),
                 pod.spec

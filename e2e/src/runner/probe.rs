@@ -128,7 +128,10 @@ pub async fn run(
             let Some(x) = exec else {
                 return Err("container is not running".into());
             };
-            let argv = e.command.clone().unwrap_or_default();
+            let mut argv = e.command.clone().unwrap_or_default();
+            if let Some(found) = argv.first().and_then(|a| on_path(a, x.env)) {
+                argv[0] = found;
+            }
             match exec_in(x.pid, &argv, x.env, x.identity, x.working_dir, timeout).await {
                 Ok((0, _)) => Ok(()),
                 Ok((code, out)) => Err(format!(
@@ -139,6 +142,20 @@ pub async fn run(
             }
         }
     }
+}
+
+/// A bare command name looked up on the container's PATH, here, before entering its mounts:
+/// a pod volume (an emptyDir over /tmp) may hide the mapped binary's directory in there.
+fn on_path(name: &str, env: &[(String, String)]) -> Option<String> {
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    let path = env.iter().rev().find(|(k, _)| k == "PATH")?;
+    path.1
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
 }
 
 /// A minimal HTTP/1.1 GET returning the status code (what the kubelet's prober looks at).
