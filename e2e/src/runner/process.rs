@@ -292,7 +292,18 @@ pub async fn exec_in(
     let ident = identity.clone();
     let groups = ident.groups.clone();
     let workdir = cstr(working_dir.unwrap_or("/"))?;
-    let mut cmd = Command::new(&argv[0]);
+    // As at the container's start: a program named by path is opened before entering the
+    // container's mounts (a pod volume over /tmp may hide it there) and run through its fd.
+    const PROGRAM_FD: i32 = 899;
+    let program = cstr(&argv[0])?;
+    let by_fd = argv[0].contains('/');
+    let mut cmd = if by_fd {
+        let mut c = Command::new(format!("/proc/self/fd/{PROGRAM_FD}"));
+        c.arg0(&argv[0]);
+        c
+    } else {
+        Command::new(&argv[0])
+    };
     cmd.args(&argv[1..])
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -303,6 +314,16 @@ pub async fn exec_in(
         .kill_on_drop(true);
     unsafe {
         cmd.pre_exec(move || {
+            if by_fd {
+                let f = libc::open(program.as_ptr(), libc::O_PATH);
+                if f < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if f != PROGRAM_FD {
+                    check(libc::dup2(f, PROGRAM_FD))?;
+                    libc::close(f);
+                }
+            }
             check(libc::setns(net_fd, libc::CLONE_NEWNET))?;
             check(libc::setns(mnt_fd, libc::CLONE_NEWNS))?;
             check(libc::setns(uts_fd, libc::CLONE_NEWUTS))?;
