@@ -135,19 +135,8 @@ pub fn spawn(l: &Launch) -> Result<Child> {
     };
     let netns_fd = netns.as_ref().map(|f| f.as_raw_fd());
 
-    // The program, like the mount sources, is opened before any mount: a pod volume over e.g.
-    // /tmp must not hide a binary that lives under /tmp (a workspace cloned there). The child
-    // then execs it through /proc/self/fd/N. Bare names are left to PATH lookup.
-    const PROGRAM_FD: i32 = FD_BASE - 1;
-    let program = cstr(&l.argv[0])?;
-    let by_fd = l.argv[0].contains('/');
-    let mut cmd = if by_fd {
-        let mut c = Command::new(format!("/proc/self/fd/{PROGRAM_FD}"));
-        c.arg0(&l.argv[0]);
-        c
-    } else {
-        Command::new(&l.argv[0])
-    };
+    // The program, like the mount sources, is opened before any mount.
+    let (mut cmd, program, by_fd) = program_command(&l.argv[0])?;
     cmd.args(&l.argv[1..])
         .env_clear()
         .envs(l.env.iter().map(|(k, v)| (k, v)))
@@ -173,15 +162,7 @@ pub fn spawn(l: &Launch) -> Result<Child> {
             ))?;
             check(libc::sethostname(hostname.as_ptr().cast(), hostname.len()))?;
             if by_fd {
-                // No O_CLOEXEC: an interpreter started for a script reopens it by this path.
-                let f = libc::open(program.as_ptr(), libc::O_PATH);
-                if f < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if f != PROGRAM_FD {
-                    check(libc::dup2(f, PROGRAM_FD))?;
-                    libc::close(f);
-                }
+                open_program_fd(&program)?;
             }
             for (path, fd, _, _, _) in &plan {
                 let f = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
@@ -266,6 +247,40 @@ pub fn signal_group(pgid: u32, sig: libc::c_int) {
 /// Runs `argv` inside a running container (its network, mount and UTS namespaces, its user
 /// and env),
 /// like `kubectl exec` / an exec probe. Returns the exit code and combined output (capped).
+/// Where a program named by path is kept open for the child (below the mount fds).
+const PROGRAM_FD: i32 = 899;
+
+/// The command for `argv0`: a program named by path runs through [`PROGRAM_FD`], which
+/// [`open_program_fd`] fills in the child before it enters the pod's mounts (a pod volume over
+/// e.g. /tmp must not hide a binary under /tmp, a workspace cloned there). Bare names are left
+/// to PATH lookup.
+fn program_command(argv0: &str) -> Result<(Command, CString, bool)> {
+    let program = cstr(argv0)?;
+    let by_fd = argv0.contains('/');
+    let cmd = if by_fd {
+        let mut c = Command::new(format!("/proc/self/fd/{PROGRAM_FD}"));
+        c.arg0(argv0);
+        c
+    } else {
+        Command::new(argv0)
+    };
+    Ok((cmd, program, by_fd))
+}
+
+/// In the child, before any mount or namespace change. No O_CLOEXEC: an interpreter started
+/// for a script reopens it by this path.
+unsafe fn open_program_fd(program: &CString) -> io::Result<()> {
+    let f = libc::open(program.as_ptr(), libc::O_PATH);
+    if f < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if f != PROGRAM_FD {
+        check(libc::dup2(f, PROGRAM_FD))?;
+        libc::close(f);
+    }
+    Ok(())
+}
+
 pub async fn exec_in(
     pid: u32,
     argv: &[String],
@@ -293,17 +308,8 @@ pub async fn exec_in(
     let groups = ident.groups.clone();
     let workdir = cstr(working_dir.unwrap_or("/"))?;
     // As at the container's start: a program named by path is opened before entering the
-    // container's mounts (a pod volume over /tmp may hide it there) and run through its fd.
-    const PROGRAM_FD: i32 = 899;
-    let program = cstr(&argv[0])?;
-    let by_fd = argv[0].contains('/');
-    let mut cmd = if by_fd {
-        let mut c = Command::new(format!("/proc/self/fd/{PROGRAM_FD}"));
-        c.arg0(&argv[0]);
-        c
-    } else {
-        Command::new(&argv[0])
-    };
+    // container's mounts and run through its fd.
+    let (mut cmd, program, by_fd) = program_command(&argv[0])?;
     cmd.args(&argv[1..])
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -315,14 +321,7 @@ pub async fn exec_in(
     unsafe {
         cmd.pre_exec(move || {
             if by_fd {
-                let f = libc::open(program.as_ptr(), libc::O_PATH);
-                if f < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if f != PROGRAM_FD {
-                    check(libc::dup2(f, PROGRAM_FD))?;
-                    libc::close(f);
-                }
+                open_program_fd(&program)?;
             }
             check(libc::setns(net_fd, libc::CLONE_NEWNET))?;
             check(libc::setns(mnt_fd, libc::CLONE_NEWNS))?;
