@@ -33,33 +33,32 @@ impl Line {
             .expect("connection open");
         serde_json::from_str(&l).unwrap()
     }
-    /// Messages up to and including the response with `id`.
-    async fn until_response(&mut self, id: i64) -> Vec<Value> {
+    /// Messages up to and including the first that `done` accepts (at most 32, each within 10 s).
+    async fn until(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
         let mut seen = Vec::new();
         for _ in 0..32 {
             let v = self.next().await;
-            let done = v["id"] == json!(id) && v.get("method").is_none();
+            let last = done(&v);
             seen.push(v);
-            if done {
+            if last {
                 return seen;
             }
         }
-        panic!("no response {id} in {seen:?}");
+        panic!("no {what} in {seen:?}");
+    }
+
+    /// Messages up to and including the response with `id`.
+    async fn until_response(&mut self, id: i64) -> Vec<Value> {
+        self.until(&format!("response {id}"), |v| {
+            v["id"] == json!(id) && v.get("method").is_none()
+        })
+        .await
     }
 
     /// Messages until one with `method` arrives (it comes from another task than the
     /// responses, so it may come before or after the response that caused it).
     async fn until_method(&mut self, method: &str) -> Vec<Value> {
-        let mut seen = Vec::new();
-        for _ in 0..32 {
-            let v = self.next().await;
-            let done = v["method"] == method;
-            seen.push(v);
-            if done {
-                return seen;
-            }
-        }
-        panic!("no {method} in {seen:?}");
+        self.until(method, |v| v["method"] == method).await
     }
 }
 

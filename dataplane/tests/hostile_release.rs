@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::{echo_modern, eventually, result_text, subnet, Node, Ports};
-use support::{legacy, legacy_session};
+use support::{closed_by_server, legacy, legacy_session, tcp_echo};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
@@ -80,12 +80,6 @@ fn tcp_addr(n: &Node, port: u16) -> SocketAddr {
     format!("{}:{port}", n.spec.ip).parse().unwrap()
 }
 
-fn tcp_echo(id: u64, text: &str) -> Vec<u8> {
-    let mut line = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": text}, "_meta": support::modern_meta()}}).to_string().into_bytes();
-    line.push(b'\n');
-    line
-}
-
 /// One honest echo over TCP, answered on its own line.
 async fn honest_tcp(addr: SocketAddr) -> Value {
     let mut c = TcpStream::connect(addr).await.expect("honest tcp connect");
@@ -96,24 +90,6 @@ async fn honest_tcp(addr: SocketAddr) -> Value {
         .expect("honest tcp answer in time")
         .expect("honest tcp read");
     serde_json::from_str(&line).unwrap_or(Value::Null)
-}
-
-/// The server closes `sock` (EOF or reset) before `within`; the bytes it sent first.
-async fn closed_by_server(sock: &mut TcpStream, within: Duration) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read_all = async {
-        loop {
-            match sock.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    timeout(within, read_all)
-        .await
-        .expect("the server closes the connection");
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 /// Resident memory of a process, in KiB, from /proc/<pid>/status.

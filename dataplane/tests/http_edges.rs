@@ -132,27 +132,7 @@ async fn an_unauthenticated_legacy_message_is_refused_before_its_body_arrives() 
     )
     .await;
     // A real connection's endpoint, opened with the token.
-    let mut sse = tokio::net::TcpStream::connect(s.mcp_addr).await.unwrap();
-    sse.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nAuthorization: Bearer t0ken\r\n\r\n")
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    let endpoint = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let n = sse.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the SSE stream closed");
-            seen.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&seen);
-            if let Some(at) = text.find("/messages?sessionId=") {
-                if let Some(end) = text[at..].find(['\r', '\n']) {
-                    return text[at..at + end].to_string();
-                }
-            }
-        }
-    })
-    .await
-    .expect("endpoint event");
+    let (_sse, endpoint) = legacy_sse_endpoint(s.mcp_addr, Some("Bearer t0ken")).await;
     for length in ["100000", "1073741824"] {
         let mut c = tokio::net::TcpStream::connect(s.mcp_addr).await.unwrap();
         c.write_all(format!("POST {endpoint} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{{\"jsonrpc\"").as_bytes())

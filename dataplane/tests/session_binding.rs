@@ -170,32 +170,10 @@ async fn a_session_restored_from_the_volume_keeps_its_owner() {
 /// `GET /sse` stream only; another token holding the URL gets 404 and its message goes nowhere.
 #[tokio::test]
 async fn another_principal_cannot_post_to_a_legacy_sse_connection() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = start(&jwt_config(), &[]).await;
     let (alice, bob) = (token("alice"), token("bob"));
-    let mut sse = tokio::net::TcpStream::connect(s.mcp_addr).await.unwrap();
-    sse.write_all(
-        format!("GET /sse HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nAuthorization: {alice}\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    let endpoint = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let n = sse.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the SSE stream closed");
-            seen.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&seen);
-            if let Some(at) = text.find("/messages?sessionId=") {
-                if let Some(end) = text[at..].find(['\r', '\n']) {
-                    return text[at..at + end].to_string();
-                }
-            }
-        }
-    })
-    .await
-    .expect("endpoint event");
+    // The stream stays open for the whole case: its connection is what the endpoint names.
+    let (_sse, endpoint) = legacy_sse_endpoint(s.mcp_addr, Some(&alice)).await;
     let url = format!("http://{}{endpoint}", s.mcp_addr);
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
     let post = |auth: String| {

@@ -49,24 +49,6 @@ async fn served_within_bound(addr: SocketAddr) -> Resp {
     }
 }
 
-/// The server closes `sock` (EOF or reset) before `BOUND`; what it sent first is returned.
-async fn closed_by_server(sock: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read_all = async {
-        loop {
-            match sock.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    timeout(BOUND, read_all)
-        .await
-        .expect("the server closes the slow connection");
-    String::from_utf8_lossy(&got).into_owned()
-}
-
 #[tokio::test]
 async fn slowloris_headers_lose_their_slots() {
     let s = start(
@@ -82,8 +64,8 @@ async fn slowloris_headers_lose_their_slots() {
         .write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    closed_by_server(&mut silent).await;
-    closed_by_server(&mut partial).await;
+    closed_by_server(&mut silent, BOUND).await;
+    closed_by_server(&mut partial, BOUND).await;
     let r = served_within_bound(s.mcp_addr).await;
     assert_eq!(r.json()["result"]["content"][0]["text"], "honest");
 }
@@ -115,7 +97,7 @@ async fn slow_bodies_are_cut_and_their_slots_freed() {
     };
     let _ = timeout(Duration::from_secs(3), dribble).await;
     for c in &mut slow {
-        let answer = closed_by_server(c).await;
+        let answer = closed_by_server(c, BOUND).await;
         assert!(
             answer.starts_with("HTTP/1.1 408"),
             "a cut body is answered 408: {answer:?}"
@@ -123,12 +105,6 @@ async fn slow_bodies_are_cut_and_their_slots_freed() {
     }
     let r = served_within_bound(s.mcp_addr).await;
     assert_eq!(r.json()["result"]["content"][0]["text"], "honest");
-}
-
-fn tcp_echo(id: u64, text: &str) -> Vec<u8> {
-    let mut line = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": text}, "_meta": modern_meta()}}).to_string().into_bytes();
-    line.push(b'\n');
-    line
 }
 
 #[tokio::test]
@@ -164,7 +140,7 @@ async fn a_pipelining_client_that_never_reads_is_stopped_and_closed() {
         "the server read all {written} pipelined calls of a client that never reads"
     );
     // Its answers cannot be written: after the write timeout the server hangs up.
-    closed_by_server(&mut attacker).await;
+    closed_by_server(&mut attacker, BOUND).await;
     // An honest TCP client is served.
     let mut c = TcpStream::connect(addr).await.unwrap();
     c.write_all(&tcp_echo(1, "honest")).await.unwrap();

@@ -67,23 +67,30 @@ fn connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
+/// Connect over TLS (trusting the test CA), send `initialize`, return the first answer line.
+async fn initialize_over_tls(addr: std::net::SocketAddr, ca_pem: &str) -> String {
+    let sock = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("mcp-0.mcp-headless.test.svc").unwrap();
+    let stream = connector(ca_pem).connect(name, sock).await.unwrap();
+    let (r, mut w) = tokio::io::split(stream);
+    w.write_all(format!("{INIT}\n").as_bytes()).await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        BufReader::new(r).lines().next_line(),
+    )
+    .await
+    .expect("an answer over TLS within 10 s")
+    .unwrap()
+    .expect("an answer line")
+}
+
 #[tokio::test]
 async fn tcp_speaks_tls_with_the_client_certificate() {
     let tls = write_leaf("ok");
     let s = start_tls(&tls, "{}").await;
     let addr = s.tcp_addr.unwrap();
 
-    let sock = TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("mcp-0.mcp-headless.test.svc").unwrap();
-    let stream = connector(&tls.ca_pem).connect(name, sock).await.unwrap();
-    let (r, mut w) = tokio::io::split(stream);
-    w.write_all(format!("{INIT}\n").as_bytes()).await.unwrap();
-    let mut lines = BufReader::new(r).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .expect("an answer over TLS")
-        .unwrap()
-        .expect("a line");
+    let line = initialize_over_tls(addr, &tls.ca_pem).await;
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["result"]["serverInfo"]["name"], "erlmcp", "{v}");
 
@@ -119,18 +126,6 @@ async fn a_stalled_tls_handshake_frees_its_slot() {
     );
 
     // The slot is free again: an honest client is served.
-    let sock = TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("mcp-0.mcp-headless.test.svc").unwrap();
-    let stream = connector(&tls.ca_pem).connect(name, sock).await.unwrap();
-    let (r, mut w) = tokio::io::split(stream);
-    w.write_all(format!("{INIT}\n").as_bytes()).await.unwrap();
-    let line = tokio::time::timeout(
-        Duration::from_secs(10),
-        BufReader::new(r).lines().next_line(),
-    )
-    .await
-    .expect("an answer once the stalled client is gone")
-    .unwrap()
-    .unwrap();
+    let line = initialize_over_tls(addr, &tls.ca_pem).await;
     assert!(line.contains("serverInfo"), "{line}");
 }

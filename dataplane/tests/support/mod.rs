@@ -6,8 +6,12 @@
 
 mod client;
 pub mod cluster;
+mod raw;
 
 pub use client::*;
+// Not every suite that includes this module uses them.
+#[allow(unused_imports)]
+pub use raw::*;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
