@@ -23,6 +23,8 @@
 #   --smoke           prove the script end to end: 1 run of 1 s, 4 clients, no wrk, results in a
 #                     temporary dir; fails unless every target answered with zero errors
 #   --keep-raw        keep the per-run erlmcp-load reports (printed path)
+#   --dist-size       also build `erlmcp` as the images do (`--profile dist`: fat LTO, one
+#                     codegen unit, stripped; a slow build) and report its size beside the release's
 #
 # How each target is measured (per repetition):
 #   throughput  erlmcp-load, `--clients N --max-in-flight 1` at an offered rate far above any
@@ -41,7 +43,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 TOOLS="$ROOT/scripts/tools.sh"
 
-RUNS=3 DURATION=5 CLIENTS=32 SIZE=100 USE_WRK=1 SERVER_CPU=0 LOAD_CPU=1 SMOKE=0 KEEP_RAW=0
+RUNS=3 DURATION=5 CLIENTS=32 SIZE=100 USE_WRK=1 SERVER_CPU=0 LOAD_CPU=1 SMOKE=0 KEEP_RAW=0 DIST_SIZE=0
 OUT_DIR="$ROOT/bench/results"
 ALL_TARGETS="hyper,erlmcp-2026,erlmcp-2025,rmcp-2026,rmcp-2025,python-2026,python-2025,ts-2025"
 TARGETS=$ALL_TARGETS
@@ -65,6 +67,7 @@ while [[ $# -gt 0 ]]; do
     --out) OUT_DIR=$2; shift 2 ;;
     --smoke) SMOKE=1; shift ;;
     --keep-raw) KEEP_RAW=1; shift ;;
+    --dist-size) DIST_SIZE=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
@@ -108,6 +111,14 @@ strip -o "$RAW/erlmcp.stripped" "$REL/erlmcp"
 ERLMCP_STRIPPED_BYTES=$(stat -c %s "$RAW/erlmcp.stripped")
 rm -f "$RAW/erlmcp.stripped"
 log "stripped erlmcp: $ERLMCP_STRIPPED_BYTES bytes"
+ERLMCP_DIST_BYTES=0
+if [[ $DIST_SIZE == 1 ]]; then
+  log "cargo build --profile dist -p erlmcp-dataplane --bin erlmcp (fat LTO: slow)"
+  (cd "$ROOT" && nice -n 10 cargo build -q --profile dist -p erlmcp-dataplane --bin erlmcp) ||
+    die "cargo build --profile dist failed"
+  ERLMCP_DIST_BYTES=$(stat -c %s "${CARGO_TARGET_DIR:-$ROOT/target}/dist/erlmcp")
+  log "dist erlmcp: $ERLMCP_DIST_BYTES bytes"
+fi
 
 want() { [[ ",$TARGETS," == *",$1,"* ]]; }
 want_server() { [[ ",$TARGETS," == *",$1-"* || ",$TARGETS," == *",$1,"* ]]; }
@@ -142,16 +153,18 @@ wait_listening() { # name port pid
 }
 
 start_server() { # name: starts it pinned to SERVER_CPU on a free loopback port
+  # `exec` in every arm: the background job's pid must be the server itself (its CPU time and
+  # RSS are measured by pid), not a bash subshell waiting for it.
   local name=$1 port
   port=$(free_port)
   case $name in
-    hyper) taskset -c "$SERVER_CPU" "$REL/hyper-hello" --port "$port" --echo-bytes "$SIZE" ;;
+    hyper) exec taskset -c "$SERVER_CPU" "$REL/hyper-hello" --port "$port" --echo-bytes "$SIZE" ;;
     erlmcp)
       ERLMCP_PORT=$port HEALTH_PORT=$(free_port) METRICS_PORT=$(free_port) ERLMCP_BIND_ADDRESS=127.0.0.1 \
-        ERLMCP_ENV=development ERLMCP_LOG_LEVEL=warn taskset -c "$SERVER_CPU" "$REL/erlmcp" serve ;;
-    rmcp) taskset -c "$SERVER_CPU" "$REL/rmcp-echo" --port "$port" ;;
-    python) taskset -c "$SERVER_CPU" "$PY_SDK" "$HERE/sdk/python_echo_server.py" "$port" ;;
-    ts) taskset -c "$SERVER_CPU" "$NODE" "$HERE/sdk/ts_echo_server.mjs" "$port" "$TS_MODULES" ;;
+        ERLMCP_ENV=development ERLMCP_LOG_LEVEL=warn exec taskset -c "$SERVER_CPU" "$REL/erlmcp" serve ;;
+    rmcp) exec taskset -c "$SERVER_CPU" "$REL/rmcp-echo" --port "$port" ;;
+    python) exec taskset -c "$SERVER_CPU" "$PY_SDK" "$HERE/sdk/python_echo_server.py" "$port" ;;
+    ts) exec taskset -c "$SERVER_CPU" "$NODE" "$HERE/sdk/ts_echo_server.mjs" "$port" "$TS_MODULES" ;;
   esac >"$RAW/$name.log" 2>&1 &
   PID[$name]=$!
   PORT[$name]=$port
@@ -240,7 +253,7 @@ SMOKE_ARG=()
 python3 "$HERE/compare_report.py" table --measurements "$RESULTS" --out "$OUT_DIR/$STAMP" \
   --runs "$RUNS" --duration "$DURATION" --clients "$CLIENTS" --size "$SIZE" \
   --server-cpu "$SERVER_CPU" --load-cpu "$LOAD_CPU" --clk-tck "$(getconf CLK_TCK)" \
-  --erlmcp-stripped-bytes "$ERLMCP_STRIPPED_BYTES" --rmcp-version "$RMCP_VERSION" \
+  --erlmcp-stripped-bytes "$ERLMCP_STRIPPED_BYTES" --erlmcp-dist-bytes "$ERLMCP_DIST_BYTES" --rmcp-version "$RMCP_VERSION" \
   --pymcp-version "$PYMCP_VERSION" --tsmcp-version "$TSMCP_VERSION" \
   --wrk "${WRK:+$("$WRK" -v 2>&1 | head -n1 | awk '{print $2}')}" "${SMOKE_ARG[@]}"
 cat "$OUT_DIR/$STAMP.md"

@@ -89,12 +89,12 @@ def steady_figures(report):
     phase = next((p for p in report.get("phases", []) if p.get("name") == "steady"), None)
     if phase is None:
         raise ValueError("report has no steady phase")
-    span = phase["endS"] - phase["startS"]
     errors = {k: v for k, v in report["totals"].get("errorsByKind", {}).items() if k not in EXPECTED_AT_SATURATION}
     lat = phase.get("latency") or {}
     return {
         "ok": phase["ok"],
-        "throughputPerS": phase["ok"] / span if span > 0 else 0.0,
+        # erlmcp-load's own rate: over the whole seconds the phase owns (see loadgen/README.md).
+        "throughputPerS": phase["throughputPerS"],
         "p50Ms": lat.get("p50Ms"),
         "p99Ms": lat.get("p99Ms"),
         "errors": sum(errors.values()),
@@ -131,7 +131,9 @@ def summarize(measurements, load_report, read_text, clk_tck):
         if m["kind"] == "saturation":
             f = steady_figures(load_report(m["report"]))
             f["rssBytes"] = m.get("rssBytes")
-            f["cpuUsPerReq"] = m["cpuTicks"] * 1e6 / clk_tck / f["ok"] if f["ok"] else None
+            # The ticks cover the whole load run, so they are shared by all of its answers.
+            answers = load_report(m["report"])["totals"].get("ok") or 0
+            f["cpuUsPerReq"] = m["cpuTicks"] * 1e6 / clk_tck / answers if answers else None
             r["saturation"].append(f)
         elif m["kind"] == "latency":
             f = steady_figures(load_report(m["report"]))
@@ -203,7 +205,12 @@ def markdown(meta, rows, versions):
             cells += [fmt(r["wrkRequestsPerS"]), f"{fmt(r['wrkP50Ms'], 2)} / {fmt(r['wrkP99Ms'], 2)}"]
         out.append("| " + " | ".join(cells) + " |")
     size = meta["erlmcpStrippedBytes"]
-    out += ["", f"Stripped release `erlmcp`: {size:,} bytes ({size / 1048576:.1f} MiB).", ""]
+    out += ["", f"Stripped release `erlmcp`: {size:,} bytes ({size / 1048576:.1f} MiB)."]
+    dist = meta.get("erlmcpDistBytes")
+    if dist:
+        out += [f"`erlmcp` as the image ships it (`--profile dist`: fat LTO, one codegen unit, stripped): "
+                f"{dist:,} bytes ({dist / 1048576:.1f} MiB)."]
+    out += [""]
     if meta.get("wrk"):
         out += [f"wrk {meta['wrk']}: closed loop, 1 thread, {meta['clients']} connections (a cross-check; "
                 "session targets share one session).", ""]
@@ -242,6 +249,7 @@ def main(argv):
     t.add_argument("--out", required=True, help="path without extension")
     for name in ["runs", "duration", "clients", "size", "server-cpu", "load-cpu", "clk-tck", "erlmcp-stripped-bytes"]:
         t.add_argument(f"--{name}", type=int, required=True)
+    t.add_argument("--erlmcp-dist-bytes", type=int, default=0, help="size of the dist-profile build, if made")
     for name in ["rmcp-version", "pymcp-version", "tsmcp-version", "wrk"]:
         t.add_argument(f"--{name}", default="")
     t.add_argument("--latency-fraction", type=float, default=0.75)
@@ -263,7 +271,8 @@ def main(argv):
         "startedAt": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "runs": a.runs, "durationS": a.duration, "clients": a.clients, "messageBytes": a.size,
         "serverCpu": a.server_cpu, "loadCpu": a.load_cpu, "latencyFraction": a.latency_fraction,
-        "erlmcpStrippedBytes": a.erlmcp_stripped_bytes, "wrk": a.wrk or None,
+        "erlmcpStrippedBytes": a.erlmcp_stripped_bytes,
+        "erlmcpDistBytes": a.erlmcp_dist_bytes or None, "wrk": a.wrk or None,
         "versions": {"rmcp": a.rmcp_version, "pythonSdk": a.pymcp_version, "typescriptSdk": a.tsmcp_version},
     }
     versions = {"rmcp": a.rmcp_version, "py": a.pymcp_version, "ts": a.tsmcp_version}

@@ -13,11 +13,12 @@ def report(ok, span, p50, p99, errors=None):
     """The parts of an erlmcp-load report.json the reporter reads."""
     return {
         "phases": [
-            {"name": "warm-up", "startS": 0.0, "endS": 0.5, "ok": 7, "latency": {"p50Ms": 99, "p99Ms": 99}},
-            {"name": "steady", "startS": 0.5, "endS": 0.5 + span, "ok": ok,
-             "latency": {"p50Ms": p50, "p99Ms": p99}},
+            {"name": "warm-up", "startS": 0.0, "endS": 0.5, "ok": 490, "latency": {"p50Ms": 99, "p99Ms": 99}},
+            # erlmcp-load's rate leaves out the drain's answers, which `ok` counts: 10 here.
+            {"name": "steady", "startS": 0.5, "endS": 0.5 + span, "ok": ok + 10,
+             "throughputPerS": ok / span, "latency": {"p50Ms": p50, "p99Ms": p99}},
         ],
-        "totals": {"errorsByKind": errors or {}},
+        "totals": {"ok": 490 + ok + 10, "errorsByKind": errors or {}},
     }
 
 
@@ -36,7 +37,7 @@ Transfer/sec:     12.00MB
 
 
 class SteadyFigures(unittest.TestCase):
-    def test_throughput_is_steady_ok_over_the_steady_span(self):
+    def test_throughput_is_the_steady_phases_own_rate_without_the_drain(self):
         f = cr.steady_figures(report(ok=3000, span=2.0, p50=0.4, p99=0.9))
         self.assertAlmostEqual(f["throughputPerS"], 1500.0)
         self.assertEqual((f["p50Ms"], f["p99Ms"]), (0.4, 0.9))
@@ -102,8 +103,9 @@ class Summary(unittest.TestCase):
         self.assertAlmostEqual(h["xCeiling"], 1.0)
 
     def test_cpu_per_request_from_clock_ticks(self):
-        # 3 ticks at 100/s = 30 ms over 1500 answers = 20 µs each.
-        self.assertAlmostEqual(self.rows["erlmcp-2026"]["cpuUsPerReq"], 20.0)
+        # 3 ticks at 100/s = 30 ms over the run's 2000 answers (warm-up, steady, drain): the
+        # ticks cover the whole run, so every answer of it counts = 15 µs each.
+        self.assertAlmostEqual(self.rows["erlmcp-2026"]["cpuUsPerReq"], 15.0)
 
     def test_latency_run_errors_count_and_wrk_is_attached(self):
         e = self.rows["erlmcp-2026"]
@@ -125,10 +127,15 @@ class Summary(unittest.TestCase):
                 "durationS": 5, "latencyFraction": 0.75, "erlmcpStrippedBytes": 12 * 1048576, "wrk": "4.1.0"}
         md = cr.markdown(meta, list(self.rows.values()), {"rmcp": "3.11.0", "py": "2.3.0", "ts": "1.32.2"})
         self.assertIn('| hyper "hello" (ceiling) | 3,000 | 1.000 |', md)
-        self.assertIn("| erlmcp, stateless 2026-07-28 | 1,500 | 0.500 | 3.00 | 0.25 / 0.50 | 2.0 | 20.0 | 1 |", md)
+        self.assertIn("| erlmcp, stateless 2026-07-28 | 1,500 | 0.500 | 3.00 | 0.25 / 0.50 | 2.0 | 15.0 | 1 |", md)
         self.assertIn("rmcp 3.11.0, stateless 2026-07-28", md)
         self.assertIn("(12.0 MiB)", md)
+        self.assertNotIn("--profile dist", md)
         self.assertIn("wrk req/s", md)
+        md = cr.markdown({**meta, "erlmcpDistBytes": 9 * 1048576}, list(self.rows.values()),
+                         {"rmcp": "3.11.0", "py": "2.3.0", "ts": "1.32.2"})
+        self.assertIn("`--profile dist`", md)
+        self.assertIn("9,437,184 bytes (9.0 MiB)", md)
 
 
 if __name__ == "__main__":

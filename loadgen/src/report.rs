@@ -214,9 +214,15 @@ pub fn build(
             // The last phase also owns the drain seconds after the plan's end.
             let to = if i + 1 == n { f64::INFINITY } else { end };
             let ok = sum(|s| s.ok, start, to);
+            // A closed second belongs to the phase it starts in, so the rate is over those
+            // whole seconds (not the phase's own span: a 0.2 s warm-up owns all of second 0).
+            let own = tl
+                .iter()
+                .filter(|s| (s.t as f64) >= start && (s.t as f64) < end)
+                .count();
             PhaseReport {
-                throughput_per_s: if end > start {
-                    round(ok as f64 / (end - start), 1)
+                throughput_per_s: if own > 0 {
+                    round(sum(|s| s.ok, start, end) as f64 / own as f64, 1)
                 } else {
                     0.0
                 },
@@ -351,6 +357,38 @@ pub(crate) mod tests {
         let ok: u64 = r.phases.iter().map(|p| p.ok).sum();
         assert_eq!(ok, r.totals.ok);
         assert_eq!(r.phases[1].latency.count, 3);
+    }
+
+    /// A phase's rate is over the whole seconds it owns: second 0 (1,000 answers) belongs to a
+    /// 0.2 s warm-up, which must not read as 5,000/s; the steady phase owns seconds 1 and 2.
+    #[test]
+    fn phase_rates_are_over_the_seconds_each_phase_owns() {
+        let p = plan(&PlanOptions {
+            scenario: "baseline".into(),
+            profile: None,
+            overrides: Overrides::default(),
+            duration: Some(Duration::from_secs(3)),
+            time_scale: 1.0,
+        })
+        .unwrap();
+        let second = |t: u64, ok: u64| Second {
+            t,
+            ok,
+            ..Default::default()
+        };
+        let mut snap = Recorder::new(Instant::now(), vec![0.3, 3.0]).finish();
+        snap.seconds = vec![
+            second(0, 1000),
+            second(1, 1000),
+            second(2, 1000),
+            second(3, 10),
+        ];
+        let r = build(&p, Setup::default(), &snap, vec![], 3.0);
+        assert_eq!((r.phases[0].start_s, r.phases[0].end_s), (0.0, 0.3));
+        assert_eq!(r.phases[0].throughput_per_s, 1000.0);
+        // The drain second (t = 3) counts in the last phase's answers, not in its rate.
+        assert_eq!(r.phases[1].ok, 2010);
+        assert_eq!(r.phases[1].throughput_per_s, 1000.0);
     }
 
     #[test]
