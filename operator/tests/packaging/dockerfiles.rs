@@ -96,7 +96,8 @@ fn dockerfiles_lint_clean_and_match_the_crates() {
             .iter()
             .find(|l| l.contains("cargo build"))
             .expect("cargo build");
-        assert!(build.contains("--release --locked"), "{file}: {build}");
+        // The shipped profile (Cargo.toml `[profile.dist]`: fat LTO, one codegen unit, stripped).
+        assert!(build.contains("--profile dist --locked"), "{file}: {build}");
         assert!(
             build.contains(&format!("-p {package} --bin {bin} ")),
             "{file}: {build}"
@@ -106,7 +107,7 @@ fn dockerfiles_lint_clean_and_match_the_crates() {
             "{file}: {package} has no binary {bin}: {bins:?}"
         );
         assert!(
-            build.contains(&format!("cp target/release/{bin} /out/{bin}")),
+            build.contains(&format!("cp target/dist/{bin} /out/{bin}")),
             "{file}"
         );
         let dest = format!("/usr/local/bin/{bin}");
