@@ -151,12 +151,32 @@ def summarize(measurements, load_report, read_text, clk_tck):
         r["wrkP50Ms"] = median([w["p50Ms"] for w in r["wrk"]])
         r["wrkP99Ms"] = median([w["p99Ms"] for w in r["wrk"]])
         r["wrkErrors"] = sum(w["errors"] for w in r["wrk"])
-    ceiling = (rows.get("hyper") or {}).get("requestsPerS")
-    for r in rows.values():
-        rm = (rows.get(rmcp_of(r["target"])) or {}).get("requestsPerS")
-        r["xCeiling"] = r["requestsPerS"] / ceiling if ceiling and r["requestsPerS"] is not None else None
-        r["xRmcp"] = r["requestsPerS"] / rm if rm and r["requestsPerS"] is not None else None
+    ratios(rows, "requestsPerS", "xCeiling", "xRmcp")
+    ratios(rows, "wrkRequestsPerS", "wrkXCeiling", "wrkXRmcp")
     return list(rows.values())
+
+
+def ratios(rows, field, to_ceiling, to_rmcp):
+    """Each row's `field` over the ceiling's and over rmcp's of the same family (None without one)."""
+    ceiling = (rows.get("hyper") or {}).get(field)
+    for r in rows.values():
+        rm = (rows.get(rmcp_of(r["target"])) or {}).get(field)
+        r[to_ceiling] = r[field] / ceiling if ceiling and r[field] is not None else None
+        r[to_rmcp] = r[field] / rm if rm and r[field] is not None else None
+
+
+# erlmcp-load drives the ceiling at less than this share of wrk's rate: it is then the load
+# generator, not the servers, that bounds the fast rows (and their open-loop latency).
+LOADGEN_BOUND = 0.8
+
+
+def loadgen_bound(rows):
+    """The ceiling's erlmcp-load rate over its wrk rate, when that shows erlmcp-load saturated."""
+    h = next((r for r in rows if r["target"] == "hyper"), None)
+    if not h or not h.get("requestsPerS") or not h.get("wrkRequestsPerS"):
+        return None
+    share = h["requestsPerS"] / h["wrkRequestsPerS"]
+    return share if share < LOADGEN_BOUND else None
 
 
 def latency_rate(measurements, load_report, target, fraction, clients):
@@ -185,8 +205,8 @@ def markdown(meta, rows, versions):
         "RSS after the saturation run; CPU: the server's user+system time per answer.",
         "",
         "| server | req/s | × hyper ceiling | × rmcp | p50 / p99 ms | RSS MiB | CPU µs/req | errors |"
-        + (" wrk req/s | wrk p50 / p99 ms |" if meta.get("wrk") else ""),
-        "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if meta.get("wrk") else ""),
+        + (" wrk req/s | wrk × ceiling | wrk × rmcp | wrk p50 / p99 ms |" if meta.get("wrk") else ""),
+        "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- | --- | --- |" if meta.get("wrk") else ""),
     ]
     for r in rows:
         lat = r["latency"] or {}
@@ -202,7 +222,9 @@ def markdown(meta, rows, versions):
             str(r["errors"]),
         ]
         if meta.get("wrk"):
-            cells += [fmt(r["wrkRequestsPerS"]), f"{fmt(r['wrkP50Ms'], 2)} / {fmt(r['wrkP99Ms'], 2)}"]
+            cells += [fmt(r["wrkRequestsPerS"]), fmt(r.get("wrkXCeiling"), 3),
+                      "" if r["target"] == "hyper" else fmt(r.get("wrkXRmcp"), 2),
+                      f"{fmt(r['wrkP50Ms'], 2)} / {fmt(r['wrkP99Ms'], 2)}"]
         out.append("| " + " | ".join(cells) + " |")
     size = meta["erlmcpStrippedBytes"]
     out += ["", f"Stripped release `erlmcp`: {size:,} bytes ({size / 1048576:.1f} MiB)."]
@@ -211,6 +233,11 @@ def markdown(meta, rows, versions):
         out += [f"`erlmcp` as the image ships it (`--profile dist`: fat LTO, one codegen unit, stripped): "
                 f"{dist:,} bytes ({dist / 1048576:.1f} MiB)."]
     out += [""]
+    bound = loadgen_bound(rows)
+    if bound is not None:
+        out += [f"**Load-generator bound:** erlmcp-load drove the ceiling at {bound:.2f} of wrk's rate for it, so "
+                "on this rig erlmcp-load itself, not the servers, limits the req/s of the fastest rows and "
+                "inflates their open-loop latency; read their ratios from the wrk columns.", ""]
     if meta.get("wrk"):
         out += [f"wrk {meta['wrk']}: closed loop, 1 thread, {meta['clients']} connections (a cross-check; "
                 "session targets share one session).", ""]

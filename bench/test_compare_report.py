@@ -132,10 +132,31 @@ class Summary(unittest.TestCase):
         self.assertIn("(12.0 MiB)", md)
         self.assertNotIn("--profile dist", md)
         self.assertIn("wrk req/s", md)
+        # wrk's erlmcp 60,000/s is over no wrk ceiling here: no ratio, and no bound to report.
+        self.assertNotIn("Load-generator bound", md)
         md = cr.markdown({**meta, "erlmcpDistBytes": 9 * 1048576}, list(self.rows.values()),
                          {"rmcp": "3.11.0", "py": "2.3.0", "ts": "1.32.2"})
         self.assertIn("`--profile dist`", md)
         self.assertIn("9,437,184 bytes (9.0 MiB)", md)
+
+    def test_wrk_ratios_and_a_load_generator_that_cannot_reach_the_ceiling(self):
+        # The ceiling at 3,000/s by erlmcp-load but 60,000/s by wrk: erlmcp-load was the limit.
+        rows = [dict(r) for r in self.rows.values()]
+        by = {r["target"]: r for r in rows}
+        for r in rows:
+            r["wrkRequestsPerS"] = {"hyper": 60000.0, "erlmcp-2026": 30000.0, "rmcp-2026": 10000.0}[r["target"]]
+        cr.ratios(by, "wrkRequestsPerS", "wrkXCeiling", "wrkXRmcp")
+        self.assertAlmostEqual(by["erlmcp-2026"]["wrkXCeiling"], 0.5)
+        self.assertAlmostEqual(by["erlmcp-2026"]["wrkXRmcp"], 3.0)
+        self.assertAlmostEqual(cr.loadgen_bound(rows), 0.05)
+        meta = {"startedAt": "now", "messageBytes": 100, "clients": 32, "serverCpu": 0, "loadCpu": 1, "runs": 3,
+                "durationS": 5, "latencyFraction": 0.75, "erlmcpStrippedBytes": 1, "wrk": "4.1.0"}
+        md = cr.markdown(meta, rows, {"rmcp": "3.11.0", "py": "2.3.0", "ts": "1.32.2"})
+        self.assertIn("| 30,000 | 0.500 | 3.00 |", md)
+        self.assertIn("Load-generator bound", md)
+        # erlmcp-load within 80 % of wrk on the ceiling: its figures stand, nothing is flagged.
+        by["hyper"]["requestsPerS"] = 50000.0
+        self.assertIsNone(cr.loadgen_bound(rows))
 
 
 if __name__ == "__main__":
