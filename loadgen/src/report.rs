@@ -301,16 +301,21 @@ pub(crate) mod tests {
     use crate::recorder::Recorder;
     use crate::scenarios::{plan, PlanOptions};
 
-    /// A three-second baseline run with a few answers, errors and scrapes.
-    pub fn fixture() -> Report {
-        let p = plan(&PlanOptions {
+    /// The plan of a three-second baseline run (a 0.3 s warm-up, then the steady phase).
+    fn baseline_3s() -> Plan {
+        plan(&PlanOptions {
             scenario: "baseline".into(),
             profile: None,
             overrides: Overrides::default(),
             duration: Some(Duration::from_secs(3)),
             time_scale: 1.0,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A three-second baseline run with a few answers, errors and scrapes.
+    pub fn fixture() -> Report {
+        let p = baseline_3s();
         let start = Instant::now() - Duration::from_millis(2500);
         let r = Recorder::new(start, p.bounds().iter().map(|b| b.2).collect());
         r.connected();
@@ -359,18 +364,11 @@ pub(crate) mod tests {
         assert_eq!(r.phases[1].latency.count, 3);
     }
 
-    /// A phase's rate is over the whole seconds it owns: second 0 (1,000 answers) belongs to a
-    /// 0.2 s warm-up, which must not read as 5,000/s; the steady phase owns seconds 1 and 2.
+    /// A phase's rate is over the whole seconds it owns: second 0 (1,000 answers) belongs to the
+    /// 0.3 s warm-up, which must not read as 3,333/s; the steady phase owns seconds 1 and 2.
     #[test]
     fn phase_rates_are_over_the_seconds_each_phase_owns() {
-        let p = plan(&PlanOptions {
-            scenario: "baseline".into(),
-            profile: None,
-            overrides: Overrides::default(),
-            duration: Some(Duration::from_secs(3)),
-            time_scale: 1.0,
-        })
-        .unwrap();
+        let p = baseline_3s();
         let second = |t: u64, ok: u64| Second {
             t,
             ok,
