@@ -129,10 +129,11 @@ def summarize(measurements, load_report, read_text, clk_tck):
         r = rows.setdefault(m["target"], {"target": m["target"], "family": family_of(m["target"]),
                                           "saturation": [], "wrk": [], "latency": None})
         if m["kind"] == "saturation":
-            f = steady_figures(load_report(m["report"]))
+            report = load_report(m["report"])
+            f = steady_figures(report)
             f["rssBytes"] = m.get("rssBytes")
             # The ticks cover the whole load run, so they are shared by all of its answers.
-            answers = load_report(m["report"])["totals"].get("ok") or 0
+            answers = report["totals"].get("ok") or 0
             f["cpuUsPerReq"] = m["cpuTicks"] * 1e6 / clk_tck / answers if answers else None
             r["saturation"].append(f)
         elif m["kind"] == "latency":

@@ -1,5 +1,6 @@
-//! Raw-socket helpers of the attack suites (`slow_clients.rs`, `hostile_release.rs`): what an
-//! attacker's connection gets back, and one JSON-RPC line for the message-stream transports.
+//! Raw-socket helpers: what an attacker's connection gets back and one JSON-RPC line for the
+//! message-stream transports (`slow_clients.rs`, `hostile_release.rs`), and a legacy SSE
+//! stream's endpoint (`http_edges.rs`, `session_binding.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
