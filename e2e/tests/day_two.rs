@@ -632,8 +632,8 @@ async fn a_bad_release_stalls_and_a_revert_rolls_it_back_without_failed_requests
     )
     .await?;
 
-    // Held: the reconcile after the stall (within its 15 s requeue) sets the StatefulSet's
-    // partition above the old pods' ordinals.
+    // Held: the status write that reports the stall wakes a reconcile (its watch event changes
+    // the reconcile key), which sets the StatefulSet's partition above the old pods' ordinals.
     env.wait_for(
         "the StatefulSet's partition holding release-0 and release-1",
         Duration::from_secs(60),

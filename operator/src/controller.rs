@@ -13,7 +13,7 @@ use kube::core::DynamicObject;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{predicates, watcher, Controller, WatchStreamExt};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::Client;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -85,7 +85,7 @@ fn refresh_owner<K: kube::Resource>(ctx: &Context, o: &K, debounce: Duration) {
 /// Run one controller (for one namespace or all) until `shutdown` flips to true.
 ///
 /// The watches feed two paths. Reconciles (apply children) run on a cluster's first sight, on
-/// a spec (generation) change, and on a child's creation, spec change or deletion. The rest,
+/// a spec (generation) change, on a stalled rollout's new partition hold, and on a child's creation, spec change or deletion. The rest,
 /// member reports in the cluster's status, Pod readiness and StatefulSet status, only asks the
 /// status trigger for a debounced refresh. Every watch also fills a cache the reconciles read.
 async fn run_controller(
@@ -140,7 +140,7 @@ async fn run_controller(
         _ => {}
     })
     .applied_objects()
-    .predicate_filter(predicates::generation, Default::default());
+    .predicate_filter(triggers::reconcile_key, Default::default());
     let mut controller = Controller::for_stream(clusters, store.clone()).with_config(
         ControllerConfig::default()
             .concurrency(tuning.concurrency)

@@ -157,6 +157,18 @@ impl Watched {
     }
 }
 
+/// What makes a cluster's own watch event reconcile it: its spec (generation), and the partition
+/// a stalled rollout must hold. The status refresh that first sees a stall writes it; the
+/// reconcile this wakes applies the hold at once instead of at the next requeue. Member reports
+/// and every other status change leave this value alone, so they never reconcile.
+pub fn reconcile_key(cluster: &ErlmcpCluster) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    cluster.metadata.generation.hash(&mut h);
+    crate::status::rollout::partition_hold(cluster).hash(&mut h);
+    Some(h.finish())
+}
+
 /// Per-cluster deadlines: the first ask sets it, later asks only bring it closer, so a steady
 /// stream of heartbeats cannot postpone a refresh forever.
 #[derive(Default)]
@@ -264,6 +276,41 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d.take_due(t0 + Duration::from_secs(7)).len(), 1);
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn only_a_spec_change_or_a_new_hold_reconciles() {
+        use erlmcp_crds::status::condition;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let mut c = ErlmcpCluster::new("a", Default::default());
+        c.spec.replicas = 3;
+        c.metadata.generation = Some(2);
+        let first = reconcile_key(&c);
+        let mut st = erlmcp_crds::ErlmcpClusterStatus {
+            observed_generation: Some(2),
+            updated_replicas: Some(1),
+            ..Default::default()
+        };
+        st.members.push(Default::default()); // a heartbeat
+        c.status = Some(st.clone());
+        assert_eq!(
+            reconcile_key(&c),
+            first,
+            "a member report does not reconcile"
+        );
+        st.conditions.push(Condition {
+            type_: condition::PROGRESSING.into(),
+            status: "False".into(),
+            reason: crate::status::rollout::STALLED.into(),
+            message: String::new(),
+            observed_generation: Some(2),
+            last_transition_time: Time(Default::default()),
+        });
+        c.status = Some(st);
+        let stalled = reconcile_key(&c);
+        assert_ne!(stalled, first, "a stall reconciles to hold the partition");
+        c.metadata.generation = Some(3);
+        assert_ne!(reconcile_key(&c), stalled, "a spec change reconciles");
     }
 
     #[test]
