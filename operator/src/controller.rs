@@ -122,6 +122,7 @@ async fn run_controller(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(stores::slim_cluster)
     .reflect(writer)
     .inspect_ok(move |ev| match ev {
         watcher::Event::Apply(c) | watcher::Event::InitApply(c) => {

@@ -117,6 +117,14 @@ pub fn slim<K: Resource>(o: &mut K) {
     o.meta_mut().managed_fields = None;
 }
 
+/// What the cache keeps of an ErlmcpCluster: who wrote it and when (the member report times
+/// come from there), not the field sets of each writer, which grow with every member.
+pub fn slim_cluster(c: &mut ErlmcpCluster) {
+    for entry in c.metadata.managed_fields.iter_mut().flatten() {
+        entry.fields_v1 = None;
+    }
+}
+
 /// What the cache keeps of a Pod: its metadata and conditions, enough for readiness.
 pub fn slim_pod(p: &mut Pod) {
     slim(p);
@@ -246,5 +254,22 @@ mod tests {
         let st = slimmed.status.unwrap();
         assert_eq!(st.conditions.unwrap().len(), 1);
         assert!(st.phase.is_none());
+    }
+
+    #[test]
+    fn the_cluster_cache_keeps_writers_and_times_not_field_sets() {
+        let mut c: ErlmcpCluster = serde_json::from_value(json!({
+            "apiVersion": "erlmcp.io/v1alpha1", "kind": "ErlmcpCluster",
+            "metadata": {"name": "mcp", "namespace": "prod", "managedFields": [{
+                "manager": "erlmcp-member-mcp-0", "operation": "Apply",
+                "time": "2026-12-02T10:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:status": {"f:members": {}}}}]},
+            "spec": {}}))
+        .unwrap();
+        slim_cluster(&mut c);
+        let e = &c.metadata.managed_fields.as_ref().unwrap()[0];
+        assert!(e.fields_v1.is_none());
+        assert_eq!(e.manager.as_deref(), Some("erlmcp-member-mcp-0"));
+        assert!(e.time.is_some());
     }
 }
