@@ -2,8 +2,10 @@
 //! local processes) and the harness the suites under `tests/` use ([`env::TestEnv`]).
 //! TEST TOOLING, not product.
 
+pub mod cluster;
 pub mod env;
 pub mod http;
+pub mod mcp;
 pub mod pod_network;
 pub mod runner;
 

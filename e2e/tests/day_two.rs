@@ -6,35 +6,33 @@
 //! in count and time; traffic goes to pod addresses only (the runner's pod network).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use erlmcp_e2e::cluster::{
+    cluster_obj, condition, free_port, is_true, patch_spec, pod_addr, pods, ready_with, reason,
+    wait_ready,
+};
 use erlmcp_e2e::env::{pod_ready, Process};
 use erlmcp_e2e::http::{self, Response};
+use erlmcp_e2e::mcp::{self, rpc_message, HTTP_TIMEOUT};
 use erlmcp_e2e::TestEnv;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
-/// How long one HTTP exchange with a pod may take.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the observers below look at the cluster.
 const POLL: Duration = Duration::from_millis(150);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 /// `erlmcp-operator run` beside the plane, watching `ns` only (killed when dropped).
 fn start_operator(env: &TestEnv, ns: &str) -> Result<Process> {
@@ -48,89 +46,6 @@ fn start_operator(env: &TestEnv, ns: &str) -> Result<Process> {
         .env("LOG_FORMAT", "text")
         .env("NO_COLOR", "1");
     Process::spawn(cmd, env.run_dir.join(format!("operator-{ns}.log")))
-}
-
-fn clusters(env: &TestEnv, ns: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("erlmcp.io", "v1alpha1", "ErlmcpCluster"),
-        "erlmcpclusters",
-    );
-    Api::namespaced_with(env.client(), ns, &ar)
-}
-
-async fn cluster_obj(env: &TestEnv, ns: &str, name: &str) -> Result<Value> {
-    Ok(serde_json::to_value(clusters(env, ns).get(name).await?)?)
-}
-
-async fn patch_spec(env: &TestEnv, ns: &str, name: &str, spec: Value) -> Result<()> {
-    clusters(env, ns)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": spec})),
-        )
-        .await?;
-    Ok(())
-}
-
-fn condition<'a>(c: &'a Value, t: &str) -> Option<&'a Value> {
-    c["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|x| x["type"] == t)
-}
-
-fn is_true(c: &Value, t: &str) -> bool {
-    condition(c, t).is_some_and(|x| x["status"] == "True")
-}
-
-fn reason(c: &Value, t: &str) -> String {
-    condition(c, t)
-        .and_then(|x| x["reason"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Ready for its current generation with `n` ready replicas.
-fn ready_with(c: &Value, n: i64) -> bool {
-    c["status"]["observedGeneration"] == c["metadata"]["generation"]
-        && is_true(c, "Ready")
-        && c["status"]["readyReplicas"] == n
-}
-
-async fn wait_ready(
-    env: &TestEnv,
-    ns: &str,
-    name: &str,
-    n: i64,
-    timeout: Duration,
-) -> Result<Value> {
-    env.wait_for(
-        &format!("erlmcpcluster/{name} Ready with {n} pods"),
-        timeout,
-        Some(ns),
-        || async {
-            let c = cluster_obj(env, ns, name).await?;
-            Ok(ready_with(&c, n).then_some(c))
-        },
-    )
-    .await
-}
-
-async fn pods(env: &TestEnv, ns: &str, instance: &str) -> Result<Vec<Pod>> {
-    let mut list = Api::<Pod>::namespaced(env.client(), ns)
-        .list(&ListParams::default().labels(&format!(
-            "app.kubernetes.io/name=erlmcp,app.kubernetes.io/instance={instance}"
-        )))
-        .await?
-        .items;
-    list.sort_by_key(|p| p.name_any());
-    Ok(list)
-}
-
-fn pod_addr(p: &Pod, port: u16) -> Option<SocketAddr> {
-    let ip = p.status.as_ref()?.pod_ip.clone()?;
-    format!("{ip}:{port}").parse().ok()
 }
 
 fn revision(p: &Pod) -> String {
@@ -170,18 +85,6 @@ fn uids(ps: &[Pod]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The JSON-RPC message of a response body, JSON or SSE.
-fn rpc_message(body: &str) -> Result<Value> {
-    if let Ok(v) = serde_json::from_str::<Value>(body) {
-        return Ok(v);
-    }
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-        .find(|v| v.get("id").is_some())
-        .with_context(|| format!("no JSON-RPC response in {body:?}"))
-}
-
 /// One `echo` call that must succeed: HTTP 200 and the echoed text in the result.
 fn check_echo(Response { status, body, .. }: Response, id: u64, message: &str) -> Result<()> {
     ensure!(status == 200, "answered {status}: {body}");
@@ -219,50 +122,14 @@ async fn stateless_echo(addr: SocketAddr, id: u64) -> Result<()> {
     check_echo(r, id, &message)
 }
 
-/// A session-revision client: `initialize` on `addr`, returning the session id.
-async fn initialize(addr: SocketAddr) -> Result<String> {
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "e2e-day-two", "version": "1"}}});
-    let accept = ("Accept", "application/json, text/event-stream");
-    let r = http::request(addr, "POST", "/mcp", &[accept], Some(&init), HTTP_TIMEOUT).await?;
-    ensure!(
-        r.status == 200,
-        "initialize answered {}: {}",
-        r.status,
-        r.body
-    );
-    let session = r
-        .headers
-        .get("mcp-session-id")
-        .cloned()
-        .context("no Mcp-Session-Id")?;
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let headers = [
-        accept,
-        ("Mcp-Session-Id", session.as_str()),
-        ("MCP-Protocol-Version", "2025-11-25"),
-    ];
-    let r = http::request(addr, "POST", "/mcp", &headers, Some(&note), HTTP_TIMEOUT).await?;
-    ensure!(
-        r.status == 202,
-        "notifications/initialized answered {}",
-        r.status
-    );
-    Ok(session)
-}
-
 async fn session_echo(addr: SocketAddr, session: &str, id: u64) -> Result<()> {
     let message = format!("in session {id}");
-    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                      "params": {"name": "echo", "arguments": {"message": message}}});
-    let headers = [
-        ("Accept", "application/json, text/event-stream"),
-        ("Mcp-Session-Id", session),
-        ("MCP-Protocol-Version", "2025-11-25"),
-    ];
-    let r = http::request(addr, "POST", "/mcp", &headers, Some(&call), HTTP_TIMEOUT).await?;
-    check_echo(r, id, &message)
+    let result = mcp::session_echo(addr, session, id, &message).await?;
+    ensure!(
+        mcp::echoed(&result).contains(&message),
+        "echo answered {result}"
+    );
+    Ok(())
 }
 
 /// A bounded client loop in the background: `call(i)` until stopped or `max` calls, counting
@@ -417,8 +284,8 @@ async fn scale_down_goes_one_ordinal_at_a_time_and_keeps_sessions() -> Result<()
     wait_ready(env, &ns, "shrink", 3, Duration::from_secs(180)).await?;
     let survivor = pods(env, &ns, "shrink").await?.remove(0);
     ensure!(survivor.name_any() == "shrink-0", "{}", survivor.name_any());
-    let addr = pod_addr(&survivor, 8080).context("survivor address")?;
-    let session = initialize(addr).await?;
+    let addr = pod_addr(&survivor, 8080)?;
+    let session = mcp::initialize(addr, "e2e-day-two").await?;
     let load = {
         let session = session.clone();
         Load::start(5000, Duration::from_millis(50), move |id| {
@@ -534,7 +401,10 @@ async fn a_bad_release_stalls_and_a_revert_rolls_it_back_without_failed_requests
     // What a Service does without kube-proxy: send to the pods that are Ready and not
     // terminating, the set refreshed in the background.
     let endpoints: Arc<Mutex<Vec<SocketAddr>>> = Arc::new(Mutex::new(
-        before.iter().filter_map(|p| pod_addr(p, 8080)).collect(),
+        before
+            .iter()
+            .filter_map(|p| pod_addr(p, 8080).ok())
+            .collect(),
     ));
     let refresher = {
         let (endpoints, client, ns) = (endpoints.clone(), env.client(), ns.clone());
@@ -548,7 +418,7 @@ async fn a_bad_release_stalls_and_a_revert_rolls_it_back_without_failed_requests
                         .items
                         .iter()
                         .filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
-                        .filter_map(|p| pod_addr(p, 8080))
+                        .filter_map(|p| pod_addr(p, 8080).ok())
                         .collect();
                     *endpoints.lock().unwrap() = ready;
                 }

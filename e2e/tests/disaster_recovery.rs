@@ -50,8 +50,8 @@ async fn children_deleted_the_operator_rebuilds_with_the_same_cookie_and_ca() ->
         "{set}"
     );
     let ps = pods(env, &ns, "dr").await?;
-    let session = open_session(pod_addr(&ps[0])?).await?;
-    echo(pod_addr(&ps[0])?, &session, "before the disaster").await?;
+    let session = open_session(pod_addr(&ps[0], 8080)?).await?;
+    echo(pod_addr(&ps[0], 8080)?, &session, "before the disaster").await?;
     let backup = env.run_dir.join(format!("{}-secrets-backup.yaml", ns.name));
     backup_secrets(env, &ns, &secrets, &backup)?;
 
@@ -78,7 +78,7 @@ async fn children_deleted_the_operator_rebuilds_with_the_same_cookie_and_ca() ->
     let ps = pods(env, &ns, "dr").await?;
     for p in &ps {
         // The owner (pod 0) restored it from its claim; the other pod forwards to it.
-        echo(pod_addr(p)?, &session, "after the re-creation").await?;
+        echo(pod_addr(p, 8080)?, &session, "after the re-creation").await?;
     }
 
     // 1b. Everything, Secrets and claims too; the runbook restores the Secrets with the operator

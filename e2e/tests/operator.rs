@@ -5,20 +5,23 @@
 //! leader lease there) so tests run side by side without stepping on each other.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use erlmcp_e2e::cluster::{
+    cluster_obj, clusters, condition, free_port, is_true, pod_addr, pods_matching, wait_ready,
+};
 use erlmcp_e2e::env::pod_ready;
 use erlmcp_e2e::http::{self, Response};
+use erlmcp_e2e::mcp::{self, HTTP_TIMEOUT};
 use erlmcp_e2e::TestEnv;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
@@ -27,14 +30,6 @@ const SELECTOR: &str = "app.kubernetes.io/name=erlmcp";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// An operator process beside the cluster, like `erlmcp-operator run` on a laptop.
 struct Operator {
@@ -45,7 +40,7 @@ struct Operator {
 
 impl Operator {
     fn start(env: &TestEnv, ns: &str, name: &str) -> Result<Operator> {
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let log = env.run_dir.join(format!("operator-{ns}-{name}.log"));
         let child = Command::new(env.bin_dir.join("erlmcp-operator"))
             .arg("run")
@@ -127,153 +122,8 @@ impl Drop for Operator {
     }
 }
 
-/// How long one HTTP exchange with a pod or an operator may take.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The JSON-RPC message of a response body, JSON or SSE.
-fn rpc_message(body: &str) -> Result<Value> {
-    if let Ok(v) = serde_json::from_str::<Value>(body) {
-        return Ok(v);
-    }
-    for line in body.lines() {
-        if let Some(data) = line.strip_prefix("data:") {
-            if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
-                if v.get("id").is_some() {
-                    return Ok(v);
-                }
-            }
-        }
-    }
-    bail!("no JSON-RPC response in {body:?}")
-}
-
-/// A session-revision MCP client: initialize on one pod, then talk to any pod.
-async fn mcp_initialize(addr: SocketAddr) -> Result<String> {
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "e2e", "version": "1"}}});
-    let Response {
-        status: code,
-        headers: hdrs,
-        body,
-    } = http::request(
-        addr,
-        "POST",
-        "/mcp",
-        &[("Accept", "application/json, text/event-stream")],
-        Some(&init),
-        HTTP_TIMEOUT,
-    )
-    .await?;
-    ensure!(code == 200, "initialize answered {code}: {body}");
-    let msg = rpc_message(&body)?;
-    ensure!(msg["result"]["protocolVersion"] == "2025-11-25", "{msg}");
-    let session = hdrs
-        .get("mcp-session-id")
-        .cloned()
-        .context("no Mcp-Session-Id")?;
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let Response { status: code, .. } = http::request(
-        addr,
-        "POST",
-        "/mcp",
-        &[
-            ("Accept", "application/json, text/event-stream"),
-            ("Mcp-Session-Id", &session),
-            ("MCP-Protocol-Version", "2025-11-25"),
-        ],
-        Some(&note),
-        HTTP_TIMEOUT,
-    )
-    .await?;
-    ensure!(code == 202, "notifications/initialized answered {code}");
-    Ok(session)
-}
-
-async fn mcp_echo(addr: SocketAddr, session: &str, id: u64, message: &str) -> Result<Value> {
-    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                      "params": {"name": "echo", "arguments": {"message": message}}});
-    let Response {
-        status: code, body, ..
-    } = http::request(
-        addr,
-        "POST",
-        "/mcp",
-        &[
-            ("Accept", "application/json, text/event-stream"),
-            ("Mcp-Session-Id", session),
-            ("MCP-Protocol-Version", "2025-11-25"),
-        ],
-        Some(&call),
-        HTTP_TIMEOUT,
-    )
-    .await?;
-    ensure!(code == 200, "tools/call on {addr} answered {code}: {body}");
-    let msg = rpc_message(&body)?;
-    ensure!(msg["id"] == id, "{msg}");
-    Ok(msg["result"].clone())
-}
-
-fn clusters(env: &TestEnv, ns: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("erlmcp.io", "v1alpha1", "ErlmcpCluster"),
-        "erlmcpclusters",
-    );
-    Api::namespaced_with(env.client(), ns, &ar)
-}
-
-async fn cluster_obj(env: &TestEnv, ns: &str, name: &str) -> Result<Value> {
-    Ok(serde_json::to_value(clusters(env, ns).get(name).await?)?)
-}
-
-fn condition<'a>(c: &'a Value, t: &str) -> Option<&'a Value> {
-    c["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|x| x["type"] == t)
-}
-
-fn is_true(c: &Value, t: &str) -> bool {
-    condition(c, t).is_some_and(|x| x["status"] == "True")
-}
-
-/// Wait until the cluster is Ready for its current generation with `n` ready replicas.
-async fn wait_ready(
-    env: &TestEnv,
-    ns: &str,
-    name: &str,
-    n: i64,
-    timeout: Duration,
-) -> Result<Value> {
-    env.wait_for(
-        &format!("erlmcpcluster/{name} Ready with {n} pods"),
-        timeout,
-        Some(ns),
-        || async {
-            let c = cluster_obj(env, ns, name).await?;
-            let fresh = c["status"]["observedGeneration"] == c["metadata"]["generation"];
-            Ok((fresh && is_true(&c, "Ready") && c["status"]["readyReplicas"] == n).then_some(c))
-        },
-    )
-    .await
-}
-
-fn pod_addr(p: &Pod, port: u16) -> SocketAddr {
-    let ip = p
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.clone())
-        .expect("pod IP");
-    format!("{ip}:{port}").parse().unwrap()
-}
-
 async fn pods(env: &TestEnv, ns: &str) -> Result<Vec<Pod>> {
-    let mut list = Api::<Pod>::namespaced(env.client(), ns)
-        .list(&ListParams::default().labels(SELECTOR))
-        .await?
-        .items;
-    list.sort_by_key(|p| p.name_any());
-    Ok(list)
+    pods_matching(env, ns, SELECTOR).await
 }
 
 fn owned_by(obj: &Value, uid: &str) -> bool {
@@ -424,9 +274,15 @@ async fn cluster_lifecycle() -> Result<()> {
 
     // MCP: initialise on one pod, call echo there and on the other pods (forwarded to the owner).
     let ps = pods(env, &ns).await?;
-    let session = mcp_initialize(pod_addr(&ps[0], 8080)).await?;
+    let session = mcp::initialize(pod_addr(&ps[0], 8080)?, "e2e").await?;
     for (i, p) in ps.iter().enumerate() {
-        let r = mcp_echo(pod_addr(p, 8080), &session, 10 + i as u64, "hello from e2e").await?;
+        let r = mcp::session_echo(
+            pod_addr(p, 8080)?,
+            &session,
+            10 + i as u64,
+            "hello from e2e",
+        )
+        .await?;
         ensure!(
             r["content"][0]["text"]
                 .as_str()

@@ -8,12 +8,13 @@
 //!
 //! Prometheus listens on a free loopback port; every wait is bounded.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use erlmcp_e2e::cluster::{free_port, pod_addr};
 use erlmcp_e2e::env::Process;
 use erlmcp_e2e::http;
 use erlmcp_e2e::TestEnv;
@@ -23,10 +24,6 @@ use serde_json::{json, Value};
 const CLUSTER: &str = "demo";
 const OPERATOR_POD: &str = "op-prom";
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn free_loopback() -> Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
 
 /// The path `scripts/tools.sh <tool>` prints last (installing the tool once).
 fn tool(env: &TestEnv, name: &str) -> Result<PathBuf> {
@@ -176,15 +173,6 @@ async fn tools_call(addr: SocketAddr, id: u64, tool: &str) -> Result<http::Respo
     .await
 }
 
-fn pod_addr(p: &Pod, port: u16) -> Result<SocketAddr> {
-    let ip = p
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.clone())
-        .context("pod IP")?;
-    Ok(format!("{ip}:{port}").parse()?)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_pods_and_operator_and_every_dashboard_query_answers() -> Result<()> {
     let env = TestEnv::get();
@@ -197,7 +185,7 @@ async fn prometheus_scrapes_pods_and_operator_and_every_dashboard_query_answers(
 
     let dir = env.run_dir.join(format!("prometheus-{ns}"));
     std::fs::create_dir_all(&dir)?;
-    let op_metrics = free_loopback()?;
+    let op_metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut op_cmd = Command::new(env.bin_dir.join("erlmcp-operator"));
     op_cmd
         .arg("run")
@@ -224,7 +212,7 @@ async fn prometheus_scrapes_pods_and_operator_and_every_dashboard_query_answers(
     std::fs::write(dir.join("pods.json"), pod_groups.to_string())?;
     std::fs::write(dir.join("operator.json"), op_groups.to_string())?;
     std::fs::write(dir.join("prometheus.yml"), prometheus_config(&dir))?;
-    let prom = free_loopback()?;
+    let prom = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut cmd = Command::new(&prometheus);
     cmd.arg(format!(
         "--config.file={}",

@@ -8,13 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+pub use erlmcp_e2e::cluster::{self, clusters, pod_addr, pods};
 use erlmcp_e2e::env::pod_ready;
 use erlmcp_e2e::http::{self, Response};
+use erlmcp_e2e::mcp;
 use erlmcp_e2e::TestEnv;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
@@ -72,51 +71,6 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-pub fn clusters(env: &TestEnv, ns: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("erlmcp.io", "v1alpha1", "ErlmcpCluster"),
-        "erlmcpclusters",
-    );
-    Api::namespaced_with(env.client(), ns, &ar)
-}
-
-/// Ready for its current generation with `n` ready pods.
-pub async fn wait_ready(env: &TestEnv, ns: &str, name: &str, n: i64) -> Result<Value> {
-    env.wait_for(
-        &format!("erlmcpcluster/{name} Ready with {n} pods"),
-        READY_WITHIN,
-        Some(ns),
-        || async {
-            let c = serde_json::to_value(clusters(env, ns).get(name).await?)?;
-            let fresh = c["status"]["observedGeneration"] == c["metadata"]["generation"];
-            let ready = c["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .any(|x| x["type"] == "Ready" && x["status"] == "True")
-            });
-            Ok((fresh && ready && c["status"]["readyReplicas"] == n).then_some(c))
-        },
-    )
-    .await
-}
-
-pub async fn pods(env: &TestEnv, ns: &str, name: &str) -> Result<Vec<Pod>> {
-    let mut list = Api::<Pod>::namespaced(env.client(), ns)
-        .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
-        .await?
-        .items;
-    list.sort_by_key(|p| p.name_any());
-    Ok(list)
-}
-
-pub fn pod_addr(p: &Pod) -> Result<SocketAddr> {
-    let ip = p
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.clone())
-        .context("pod IP")?;
-    Ok(format!("{ip}:8080").parse()?)
 }
 
 pub fn checksum_of(template_meta: &Value) -> String {
@@ -224,56 +178,24 @@ pub fn uid_of(c: &Value) -> String {
         .to_string()
 }
 
-/// A session-revision client: `initialize`, then `tools/call echo` on any pod.
-pub async fn mcp(addr: SocketAddr, session: Option<&str>, body: Value) -> Result<Response> {
-    let mut headers = vec![("Accept", "application/json, text/event-stream")];
-    if let Some(s) = session {
-        headers.extend([
-            ("Mcp-Session-Id", s),
-            ("MCP-Protocol-Version", "2025-11-25"),
-        ]);
-    }
-    http::request(addr, "POST", "/mcp", &headers, Some(&body), HTTP_TIMEOUT).await
-}
-
-pub async fn open_session(addr: SocketAddr) -> Result<String> {
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "e2e-dr", "version": "1"}}});
-    let r = mcp(addr, None, init).await?;
-    ensure!(
-        r.status == 200,
-        "initialize answered {}: {}",
-        r.status,
-        r.body
-    );
-    let session = r
-        .headers
-        .get("mcp-session-id")
-        .cloned()
-        .context("no Mcp-Session-Id")?;
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let r = mcp(addr, Some(&session), note).await?;
-    ensure!(
-        r.status == 202,
-        "notifications/initialized answered {}",
-        r.status
-    );
-    Ok(session)
-}
-
+/// `tools/call echo` in `session` on the pod at `addr`; the answer must carry `message`.
 pub async fn echo(addr: SocketAddr, session: &str, message: &str) -> Result<()> {
-    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                      "params": {"name": "echo", "arguments": {"message": message}}});
-    let r = mcp(addr, Some(session), call).await?;
+    let result = mcp::session_echo(addr, session, 7, message).await?;
     ensure!(
-        r.status == 200,
-        "tools/call on {addr} answered {}: {}",
-        r.status,
-        r.body
+        mcp::echoed(&result).contains(message),
+        "echo on {addr}: {result}"
     );
-    ensure!(r.body.contains(message), "echo on {addr}: {}", r.body);
     Ok(())
+}
+
+/// Ready for its current generation with `n` ready pods, within [`READY_WITHIN`].
+pub async fn wait_ready(env: &TestEnv, ns: &str, name: &str, n: i64) -> Result<Value> {
+    cluster::wait_ready(env, ns, name, n, READY_WITHIN).await
+}
+
+/// A session-revision client on the pod at `addr`.
+pub async fn open_session(addr: SocketAddr) -> Result<String> {
+    mcp::initialize(addr, "e2e-dr").await
 }
 
 /// Deletes the cluster's children of these kinds (by the operator's labels) and these claims.
