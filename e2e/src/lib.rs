@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod env;
 pub mod http;
 pub mod mcp;
+pub mod operator;
 pub mod pod_network;
 pub mod runner;
 

@@ -8,11 +8,11 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use erlmcp_e2e::operator::Operator;
 use erlmcp_e2e::TestEnv;
 use serde_json::{json, Value};
 
@@ -495,38 +495,6 @@ async fn misspelt_field_warns_and_strict_validation_refuses_it() -> Result<()> {
 const HPA_V2_SINCE_MINOR: u32 = 23;
 const PDB_V1_SINCE_MINOR: u32 = 21;
 
-/// An `erlmcp-operator run` watching one namespace; killed when dropped.
-struct Operator(Child);
-
-impl Operator {
-    fn start(env: &TestEnv, ns: &str) -> Result<Operator> {
-        let log = env.run_dir.join(format!("operator-{ns}.log"));
-        let metrics = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let child = Command::new(env.bin_dir.join("erlmcp-operator"))
-            .arg("run")
-            .env("KUBECONFIG", &env.kubeconfig)
-            .env("WATCH_NAMESPACES", ns)
-            .env("POD_NAMESPACE", ns)
-            .env("POD_NAME", "op-versions")
-            .env("METRICS_ADDR", metrics.to_string())
-            .env("LOG_FORMAT", "text")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting erlmcp-operator")?;
-        Ok(Operator(child))
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The API version the operator wrote `resource/name` with, from its `managedFields` entry
 /// (any served version reads the object; only this says which one the operator used).
 fn operator_write_version(env: &TestEnv, ns: &str, resource: &str, name: &str) -> Option<String> {
@@ -567,7 +535,7 @@ async fn operator_writes_hpa_and_pdb_in_the_newest_served_version() -> Result<()
     } else {
         ("policy/v1beta1", "pdb.v1beta1.policy")
     };
-    let _op = Operator::start(env, &ns.name)?;
+    let _op = Operator::start(env, &ns.name, &ns.name, "op-versions")?;
     let sample = std::fs::read_to_string(env.workspace.join("config/samples/autoscaling.yaml"))?;
     env.apply(&ns.name, &sample).await?;
 
@@ -667,7 +635,7 @@ async fn each_pod_field_manager_owns_only_its_members_entry() -> Result<()> {
     let ns = env.namespace("members").await?;
     let minor = server_minor(env).await?;
     let applies = minor >= MEMBERS_APPLY_SINCE_MINOR;
-    let _op = Operator::start(env, &ns.name)?;
+    let _op = Operator::start(env, &ns.name, &ns.name, "op-versions")?;
     let sample = basic_sample(env, "owned")?;
     env.apply(&ns.name, &serde_json::to_string(&sample)?)
         .await?;

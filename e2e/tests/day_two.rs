@@ -7,19 +7,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use erlmcp_e2e::cluster::{
-    cluster_obj, condition, free_port, is_true, patch_spec, pod_addr, pods, ready_with, reason,
-    wait_ready,
+    cluster_obj, condition, is_true, patch_spec, pod_addr, pods, ready_with, reason, wait_ready,
 };
-use erlmcp_e2e::env::{pod_ready, Process};
+use erlmcp_e2e::env::pod_ready;
 use erlmcp_e2e::http::{self, Response};
 use erlmcp_e2e::mcp::{self, rpc_message, HTTP_TIMEOUT};
+use erlmcp_e2e::operator::Operator;
 use erlmcp_e2e::TestEnv;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -33,20 +32,6 @@ const POLL: Duration = Duration::from_millis(150);
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// `erlmcp-operator run` beside the plane, watching `ns` only (killed when dropped).
-fn start_operator(env: &TestEnv, ns: &str) -> Result<Process> {
-    let mut cmd = Command::new(env.bin_dir.join("erlmcp-operator"));
-    cmd.arg("run")
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env("WATCH_NAMESPACES", ns)
-        .env("POD_NAMESPACE", ns)
-        .env("POD_NAME", format!("op-{ns}"))
-        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
-        .env("LOG_FORMAT", "text")
-        .env("NO_COLOR", "1");
-    Process::spawn(cmd, env.run_dir.join(format!("operator-{ns}.log")))
-}
 
 fn revision(p: &Pod) -> String {
     p.labels()
@@ -207,7 +192,7 @@ async fn a_killed_pod_reads_as_members_missing_and_recovers() -> Result<()> {
     env.install_crd()?;
     let ns = env.namespace("killed").await?;
     let ns = ns.name.clone();
-    let _op = start_operator(env, &ns)?;
+    let _op = Operator::start(env, &ns, &ns, &format!("op-{ns}"))?;
     env.apply(&ns, &cluster_yaml("killed", "")).await?;
     wait_ready(env, &ns, "killed", 3, Duration::from_secs(180)).await?;
     let before = uids(&pods(env, &ns, "killed").await?);
@@ -279,7 +264,7 @@ async fn scale_down_goes_one_ordinal_at_a_time_and_keeps_sessions() -> Result<()
     env.install_crd()?;
     let ns = env.namespace("shrink").await?;
     let ns = ns.name.clone();
-    let _op = start_operator(env, &ns)?;
+    let _op = Operator::start(env, &ns, &ns, &format!("op-{ns}"))?;
     env.apply(&ns, &cluster_yaml("shrink", "")).await?;
     wait_ready(env, &ns, "shrink", 3, Duration::from_secs(180)).await?;
     let survivor = pods(env, &ns, "shrink").await?.remove(0);
@@ -381,7 +366,7 @@ async fn a_bad_release_stalls_and_a_revert_rolls_it_back_without_failed_requests
     env.install_crd()?;
     let ns = env.namespace("release").await?;
     let ns = ns.name.clone();
-    let _op = start_operator(env, &ns)?;
+    let _op = Operator::start(env, &ns, &ns, &format!("op-{ns}"))?;
     env.apply(
         &ns,
         &cluster_yaml("release", "  progressDeadlineSeconds: 30\n"),

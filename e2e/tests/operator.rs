@@ -5,18 +5,16 @@
 //! leader lease there) so tests run side by side without stepping on each other.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use erlmcp_e2e::cluster::{
-    cluster_obj, clusters, condition, free_port, is_true, pod_addr, pods_matching, wait_ready,
+    cluster_obj, clusters, condition, is_true, pod_addr, pods_matching, wait_ready,
 };
 use erlmcp_e2e::env::pod_ready;
 use erlmcp_e2e::http::{self, Response};
 use erlmcp_e2e::mcp::{self, HTTP_TIMEOUT};
+use erlmcp_e2e::operator::Operator;
 use erlmcp_e2e::TestEnv;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -30,97 +28,6 @@ const SELECTOR: &str = "app.kubernetes.io/name=erlmcp";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// An operator process beside the cluster, like `erlmcp-operator run` on a laptop.
-struct Operator {
-    child: Option<Child>,
-    metrics: SocketAddr,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn start(env: &TestEnv, ns: &str, name: &str) -> Result<Operator> {
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let log = env.run_dir.join(format!("operator-{ns}-{name}.log"));
-        let child = Command::new(env.bin_dir.join("erlmcp-operator"))
-            .arg("run")
-            .env("KUBECONFIG", &env.kubeconfig)
-            .env("WATCH_NAMESPACES", ns)
-            .env("POD_NAMESPACE", ns)
-            .env("POD_NAME", name)
-            .env("METRICS_ADDR", metrics.to_string())
-            .env("LOG_FORMAT", "text")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting erlmcp-operator")?;
-        Ok(Operator {
-            child: Some(child),
-            metrics,
-            log,
-        })
-    }
-
-    fn signal(&mut self, sig: i32) {
-        if let Some(c) = &self.child {
-            unsafe { libc::kill(c.id() as i32, sig) };
-        }
-    }
-
-    /// SIGTERM and wait (graceful: releases the lease).
-    fn stop(&mut self) -> Result<std::process::ExitStatus> {
-        self.signal(libc::SIGTERM);
-        let mut c = self.child.take().context("already stopped")?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(st) = c.try_wait()? {
-                return Ok(st);
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                bail!(
-                    "operator did not stop within 15 s of SIGTERM:\n{}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGKILL: a crash, mid-whatever.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    async fn metric(&self, name: &str) -> Result<f64> {
-        let Response {
-            status: code, body, ..
-        } = http::request(self.metrics, "GET", "/metrics", &[], None, HTTP_TIMEOUT).await?;
-        ensure!(code == 200, "/metrics answered {code}");
-        body.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow!("{name} not in /metrics"))
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 async fn pods(env: &TestEnv, ns: &str) -> Result<Vec<Pod>> {
     pods_matching(env, ns, SELECTOR).await
@@ -177,7 +84,7 @@ async fn cluster_lifecycle() -> Result<()> {
     env.install_crd()?;
     let ns = env.namespace("life").await?;
     let ns = ns.name.clone();
-    let _op = Operator::start(env, &ns, "op-life")?;
+    let _op = Operator::start(env, &ns, &ns, "op-life")?;
 
     let sample = std::fs::read_to_string(env.workspace.join("config/samples/basic.yaml"))?;
     env.apply(&ns, &sample).await?;
@@ -444,7 +351,7 @@ async fn hpa_targets_the_scale_subresource() -> Result<()> {
     env.install_crd()?;
     let ns = env.namespace("hpa").await?;
     let ns = ns.name.clone();
-    let _op = Operator::start(env, &ns, "op-hpa")?;
+    let _op = Operator::start(env, &ns, &ns, "op-hpa")?;
     let sample = std::fs::read_to_string(env.workspace.join("config/samples/autoscaling.yaml"))?;
     env.apply(&ns, &sample).await?;
     let hpa = env
@@ -508,7 +415,7 @@ async fn invalid_specs_are_refused_and_nothing_is_applied() -> Result<()> {
     env.install_crd()?;
     let ns = env.namespace("invalid").await?;
     let ns = ns.name.clone();
-    let _op = Operator::start(env, &ns, "op-invalid")?;
+    let _op = Operator::start(env, &ns, &ns, "op-invalid")?;
 
     // Schema: every server enforces minimum/enum-like rules.
     let err = env
@@ -572,8 +479,8 @@ async fn operator_restart_and_leader_failover() -> Result<()> {
     env.install_crd()?;
     let ns = env.namespace("leader").await?;
     let ns = ns.name.clone();
-    let mut a = Operator::start(env, &ns, "op-a")?;
-    let mut b = Operator::start(env, &ns, "op-b")?;
+    let mut a = Operator::start(env, &ns, &ns, "op-a")?;
+    let mut b = Operator::start(env, &ns, &ns, "op-b")?;
     let leases: Api<Lease> = Api::namespaced(env.client(), &ns);
     let holder = || async {
         let l = leases.get_opt("erlmcp-operator-leader").await?;
@@ -627,7 +534,7 @@ async fn operator_restart_and_leader_failover() -> Result<()> {
         .patch("ha", &PatchParams::apply("e2e-user").force(), &Patch::Apply(json!({
             "apiVersion": "erlmcp.io/v1alpha1", "kind": "ErlmcpCluster", "metadata": {"name": "ha"}, "spec": {"replicas": 3}})))
         .await?;
-    let mut c = Operator::start(env, &ns, "op-c")?;
+    let mut c = Operator::start(env, &ns, &ns, "op-c")?;
     wait_ready(env, &ns, "ha", 3, Duration::from_secs(180)).await?;
 
     // A clean stop releases the lease at once.
@@ -649,7 +556,7 @@ async fn storage_grows_in_place_and_refuses_to_shrink() -> Result<()> {
     env.install_crd()?;
     let ns = env.namespace("vol").await?;
     let ns = ns.name.clone();
-    let _op = Operator::start(env, &ns, "op-vol")?;
+    let _op = Operator::start(env, &ns, &ns, "op-vol")?;
     env.apply(
         &ns,
         "apiVersion: erlmcp.io/v1alpha1\nkind: ErlmcpCluster\nmetadata: {name: vol}\nspec: {replicas: 2, storage: {size: 1Gi}}\n",
@@ -783,7 +690,7 @@ async fn every_sample_is_applied() -> Result<()> {
     env.install_crd()?;
     let ns = env.namespace("samples").await?;
     let ns = ns.name.clone();
-    let _op = Operator::start(env, &ns, "op-samples")?;
+    let _op = Operator::start(env, &ns, &ns, "op-samples")?;
     let dir = env.workspace.join("config/samples");
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&dir)? {

@@ -2,76 +2,25 @@
 //! runbook's Secret backup and restore, an MCP session client, and the etcd script.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 pub use erlmcp_e2e::cluster::{self, clusters, pod_addr, pods};
 use erlmcp_e2e::env::pod_ready;
-use erlmcp_e2e::http::{self, Response};
 use erlmcp_e2e::mcp;
+pub use erlmcp_e2e::operator::Operator;
 use erlmcp_e2e::TestEnv;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
 const CHECKSUM: &str = "erlmcp.io/config-checksum";
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const READY_WITHIN: Duration = Duration::from_secs(180);
 
 // ---------------------------------------------------------------------------------------------
-
-/// An operator process beside the cluster, watching `watch`, holding its lease in `home` (its
-/// own namespace, as in a real install: deleting the watched namespace leaves it running).
-pub struct Operator {
-    child: Child,
-    metrics: SocketAddr,
-}
-
-impl Operator {
-    pub fn start(env: &TestEnv, watch: &str, home: &str, name: &str) -> Result<Operator> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let metrics: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-        let log = env.run_dir.join(format!("operator-{watch}-{name}.log"));
-        let child = Command::new(env.bin_dir.join("erlmcp-operator"))
-            .arg("run")
-            .env("KUBECONFIG", &env.kubeconfig)
-            .env("WATCH_NAMESPACES", watch)
-            .env("POD_NAMESPACE", home)
-            .env("POD_NAME", name)
-            .env("METRICS_ADDR", metrics.to_string())
-            .env("LOG_FORMAT", "text")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting erlmcp-operator")?;
-        Ok(Operator { child, metrics })
-    }
-
-    /// Successful reconciles so far, from its `/metrics`.
-    pub async fn reconciles(&self) -> Result<f64> {
-        let Response { status, body, .. } =
-            http::request(self.metrics, "GET", "/metrics", &[], None, HTTP_TIMEOUT).await?;
-        ensure!(status == 200, "/metrics answered {status}");
-        Ok(body
-            .lines()
-            .find(|l| l.starts_with("erlmcp_operator_reconciliations_total{result=\"success\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0))
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 pub fn checksum_of(template_meta: &Value) -> String {
     template_meta["annotations"][CHECKSUM]
