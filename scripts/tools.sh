@@ -188,8 +188,8 @@ tool_pyyaml() { with_cache "$PYYAML_DIR" "pyyaml $PYYAML_VERSION" pyyaml_check p
 # forbids it, start a daemon on 0.0.0.0:9090. The binaries only need libc.
 PROM_DIR="$TOOLS_ROOT/prometheus-$PROMETHEUS_VERSION"
 prometheus_check() {
-  "$1/prometheus" --version 2>&1 | grep -q "^prometheus, version $PROMETHEUS_VERSION+" &&
-    "$1/promtool" --version 2>&1 | grep -q "^promtool, version $PROMETHEUS_VERSION+"
+  "$1/prometheus" --version 2>&1 | grep "^prometheus, version $PROMETHEUS_VERSION+" >/dev/null &&
+    "$1/promtool" --version 2>&1 | grep "^promtool, version $PROMETHEUS_VERSION+" >/dev/null
 }
 prometheus_install() {
   local d=$1 deb

@@ -67,7 +67,7 @@ log "building the controllers of cert-manager $CERT_MANAGER_VERSION (cold: ~25 m
   die "go build of cert-manager $CERT_MANAGER_VERSION failed with $(go version) (log: $LOG)"
 }
 log "built in $(( $(date +%s) - t0 ))s"
-"$tmp/bin/cert-manager-controller" --list-controllers | grep -q certificates-issuing ||
+"$tmp/bin/cert-manager-controller" --list-controllers | grep certificates-issuing >/dev/null ||
   die "the built controller does not link cert-manager's certificate controllers"
 src="$(cd "$MOD_DIR" && go list -m -f '{{.Dir}}' "$MODULE")/deploy/crds"
 cp "$src"/*.yaml "$tmp/crds/" || die "no CRDs in $src"

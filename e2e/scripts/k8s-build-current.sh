@@ -214,9 +214,9 @@ if ((erc)); then tail -n 40 "$LOG_ETCD" >&2; die "go build of etcd $ETCD_CURRENT
 log "build finished in $(( $(date +%s) - t0 ))s"
 
 # ---------------------------------------------------------------- check and cache
-"$tmpbin/kube-apiserver" --version 2>&1 | grep -qx "Kubernetes $K8S_CURRENT_VERSION" ||
+"$tmpbin/kube-apiserver" --version 2>&1 | grep -x "Kubernetes $K8S_CURRENT_VERSION" >/dev/null ||
   die "built kube-apiserver reports '$("$tmpbin/kube-apiserver" --version 2>&1)', not Kubernetes $K8S_CURRENT_VERSION"
-"$tmpbin/etcd" --version 2>&1 | grep -q "etcd Version: ${ETCD_CURRENT_VERSION#v}\$" ||
+"$tmpbin/etcd" --version 2>&1 | grep "etcd Version: ${ETCD_CURRENT_VERSION#v}\$" >/dev/null ||
   die "built etcd reports '$("$tmpbin/etcd" --version 2>&1 | head -n1)', not $ETCD_CURRENT_VERSION"
 stamp >"$tmpbin/.stamp"
 rm -rf "$BIN_DIR"

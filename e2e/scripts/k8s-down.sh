@@ -23,7 +23,7 @@ if [[ ! -f $STATE_DIR/.erlmcp-k8s-state ]]; then
 fi
 
 ours() { # pid
-  [[ -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF "$STATE_DIR"
+  [[ -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -F "$STATE_DIR" >/dev/null
 }
 
 # Reverse start order: clients first, etcd last.

@@ -48,7 +48,7 @@ COMPONENTS=(kube-scheduler kube-controller-manager kube-apiserver etcd) # stoppe
 ours() { # name: is the recorded PID alive and ours (its command line mentions STATE_DIR)?
   local pid
   pid=$(cat "$PIDS/$1.pid" 2>/dev/null) || return 1
-  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$STATE_DIR"
+  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F "$STATE_DIR" >/dev/null
 }
 for c in "${COMPONENTS[@]}"; do [[ -f $PIDS/$c.cmd ]] || die "no recorded command line for $c (a plane from an older k8s-up.sh: restart it)"; done
 

@@ -44,7 +44,7 @@ ours() { # name
   local f="$PIDS/$1.pid" pid
   [[ -f $f ]] || return 1
   pid=$(cat "$f")
-  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$STATE_DIR"
+  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F "$STATE_DIR" >/dev/null
 }
 
 # ------------------------------------------------------------------ reuse / stale state
@@ -298,7 +298,7 @@ wait_for kube-scheduler "$READY_TIMEOUT" curl -skf --max-time 2 "https://127.0.0
 # servers create no such Secret (1.24+) and pods mount a projected token plus the
 # kube-root-ca.crt ConfigMap (root-ca-cert publisher).
 if [[ $PLANE == 1.20 ]]; then
-  sa_ready() { api_get /api/v1/namespaces/default/serviceaccounts/default | grep -q '"secrets"'; }
+  sa_ready() { api_get /api/v1/namespaces/default/serviceaccounts/default | grep '"secrets"' >/dev/null; }
 else
   sa_ready() {
     api_get /api/v1/namespaces/default/serviceaccounts/default >/dev/null &&
