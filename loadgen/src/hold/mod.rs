@@ -378,7 +378,7 @@ fn spawn_connections(
             .source_addrs
             .get(i as usize % o.source_addrs.len().max(1))
             .copied();
-        let check = u64::from(i) % stride == 0;
+        let check = u64::from(i).is_multiple_of(stride);
         set.spawn(async move {
             let Ok(permit) = permits.acquire_owned().await else {
                 return;
@@ -494,7 +494,7 @@ fn spawn_sessions(
             for (k, s) in sessions.into_iter().enumerate() {
                 // The session's index in the whole hold.
                 let global = u64::from(w) + k as u64 * u64::from(workers);
-                if global % stride != 0 {
+                if !global.is_multiple_of(stride) {
                     continue;
                 }
                 if c.is_closed() {
