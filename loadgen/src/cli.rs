@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use crate::hold::{self, HoldKind, HoldOptions};
 use crate::mcp::{Family, DEFAULT_SESSION_VERSION};
 use crate::profiles::Overrides;
 use crate::run::Options;
@@ -82,6 +83,35 @@ pub struct Args {
     /// No progress bar and no summary line.
     #[arg(long)]
     pub quiet: bool,
+    /// Session family on http://: initialize at this URL, then send every request to --url
+    /// (a session owned by one node, driven through another: the cluster forwards it).
+    #[arg(long)]
+    pub handshake_url: Option<String>,
+    /// Idle hold instead of a load scenario: `connections` opens --clients connections, each
+    /// handshakes once and then idles; `sessions` initialises --clients sessions over
+    /// --hold-connections connections and leaves them idle. --duration is the hold; writes
+    /// hold.json (see the README).
+    #[arg(long, value_enum)]
+    pub hold: Option<HoldKind>,
+    /// Keep-alive connections a session hold opens its sessions over.
+    #[arg(long, default_value_t = 64)]
+    pub hold_connections: u32,
+    /// Handshakes in progress at once during a connection hold.
+    #[arg(long, default_value_t = 256)]
+    pub open_concurrency: usize,
+    /// The longest a hold may take to open everything.
+    #[arg(long, value_parser = parse_duration, default_value = "300s")]
+    pub open_limit: Duration,
+    /// Pause between the last open and the hold's "held" memory scrape.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub settle: Duration,
+    /// The most held connections or sessions checked with one request at the end.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub hold_check: u32,
+    /// Local addresses client sockets bind to before connecting, round-robin: a list
+    /// (127.0.0.2,127.0.0.3) or a last-octet range (127.0.0.2-9). Holds only.
+    #[arg(long)]
+    pub source_addrs: Option<String>,
 }
 
 /// `250ms`, `10s`, `5m`, `1h`, or a plain number of seconds.
@@ -109,6 +139,37 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 }
 
 impl Args {
+    /// The hold this command line asks for, if any.
+    pub fn hold_options(&self) -> Result<Option<HoldOptions>> {
+        let Some(kind) = self.hold else {
+            return Ok(None);
+        };
+        let [url] = self.urls.as_slice() else {
+            bail!("--hold drives exactly one --url");
+        };
+        let count = self.clients.context("--hold needs --clients N")?;
+        let source_addrs = match &self.source_addrs {
+            Some(s) => hold::parse_source_addrs(s)?,
+            None => vec![],
+        };
+        Ok(Some(HoldOptions {
+            kind,
+            endpoint: transport::parse(url)?,
+            url: url.clone(),
+            family: self.family,
+            session_version: self.protocol_version.clone(),
+            count,
+            connections: self.hold_connections.max(1),
+            source_addrs,
+            open_concurrency: self.open_concurrency.max(1),
+            open_limit: self.open_limit,
+            settle: self.settle,
+            hold: self.duration.unwrap_or(Duration::from_secs(30)),
+            check: self.hold_check,
+            metrics_url: self.metrics_urls.first().cloned(),
+        }))
+    }
+
     pub fn options(&self) -> Result<Options> {
         let plan = scenarios::plan(&PlanOptions {
             scenario: self.scenario.clone(),
@@ -131,6 +192,12 @@ impl Args {
             m.parse::<http::Uri>()
                 .with_context(|| format!("--metrics-url {m:?} is not a URL"))?;
         }
+        if let Some(h) = &self.handshake_url {
+            let ep = transport::parse(h)?;
+            if ep.kind != transport::Kind::Http || self.family != Family::Session {
+                bail!("--handshake-url is for --family session over http:// URLs");
+            }
+        }
         if self.scrape_interval < Duration::from_millis(100) {
             bail!("--scrape-interval must be at least 100ms");
         }
@@ -148,6 +215,7 @@ impl Args {
             timeout: self.timeout,
             drain: self.drain,
             max_requests: self.max_requests,
+            handshake_url: self.handshake_url.clone(),
         })
     }
 }
@@ -190,5 +258,55 @@ mod tests {
         );
         let bad = Args::try_parse_from(["erlmcp-load", "--url", "ftp://x"]).unwrap();
         assert!(bad.options().is_err());
+        assert!(o.handshake_url.is_none());
+        assert!(a.hold_options().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_hold_command_line_parses() {
+        let a = Args::try_parse_from([
+            "erlmcp-load",
+            "--hold",
+            "connections",
+            "--clients",
+            "50000",
+            "--duration",
+            "20s",
+            "--url",
+            "ws://127.0.0.1:8080/ws",
+            "--source-addrs",
+            "127.0.0.2-9",
+        ])
+        .unwrap();
+        let h = a.hold_options().unwrap().unwrap();
+        assert_eq!(
+            (h.kind, h.count, h.hold),
+            (HoldKind::Connections, 50_000, Duration::from_secs(20))
+        );
+        assert_eq!(h.source_addrs.len(), 8);
+        let no_count =
+            Args::try_parse_from(["erlmcp-load", "--hold", "sessions", "--url", "http://h/mcp"])
+                .unwrap();
+        assert!(no_count.hold_options().is_err());
+    }
+
+    #[test]
+    fn a_handshake_url_is_for_http_sessions() {
+        let parse = |family: &str, hs: &str| {
+            Args::try_parse_from([
+                "erlmcp-load",
+                "--family",
+                family,
+                "--url",
+                "http://127.0.0.2:1/mcp",
+                "--handshake-url",
+                hs,
+            ])
+            .unwrap()
+            .options()
+        };
+        assert!(parse("session", "http://127.0.0.1:1/mcp").is_ok());
+        assert!(parse("stateless", "http://127.0.0.1:1/mcp").is_err());
+        assert!(parse("session", "ws://127.0.0.1:1/ws").is_err());
     }
 }

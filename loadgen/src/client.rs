@@ -33,6 +33,8 @@ pub struct Shared {
     pub deadline: Instant,
     /// Requests the whole run may still send (the global count limit).
     pub budget: AtomicU64,
+    /// Session family on HTTP: where each client initialises (its requests go to its endpoint).
+    pub handshake_url: Option<String>,
 }
 
 const HANDSHAKE_ID: u64 = 0;
@@ -154,8 +156,17 @@ async fn http_client(
         profile.read_delay,
     )
     .map_err(|_| "config".to_string())?;
+    // The session may be opened elsewhere (`--handshake-url`): its owner then is another node.
+    let opener = match &sh.handshake_url {
+        Some(u) => Some(
+            HttpConn::new(u, &sh.call.http_headers(), 1, Duration::ZERO)
+                .map_err(|_| "config".to_string())?,
+        ),
+        None => None,
+    };
     let hs = Duration::from_secs(5);
     let handshake = async {
+        let conn = opener.as_ref().unwrap_or(&conn);
         match sh.call.family {
             Family::Stateless => {
                 let a = conn
@@ -196,7 +207,12 @@ async fn http_client(
             .map_err(|_| "initialize".to_string())?;
         conn.set_header("mcp-protocol-version", version)
             .map_err(|_| "initialize".to_string())?;
-        let n = conn.post(mcp::initialized()).await?;
+        let mut first = opener.unwrap_or_else(|| conn.clone());
+        first
+            .set_session(sid)
+            .and_then(|()| first.set_header("mcp-protocol-version", version))
+            .map_err(|_| "initialize".to_string())?;
+        let n = first.post(mcp::initialized()).await?;
         if n.status != 202 && n.status != 200 {
             return Err(format!("initialized_http_{}", n.status));
         }

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod hold;
 pub mod html;
 pub mod mcp;
 pub mod profiles;

@@ -25,6 +25,9 @@ pub struct Setup {
     pub max_in_flight_per_client: usize,
     pub timeout_ms: u64,
     pub started_at_unix_ms: u64,
+    /// Where the session clients initialised, when not at their `urls` (`--handshake-url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

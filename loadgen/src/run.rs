@@ -31,6 +31,8 @@ pub struct Options {
     pub timeout: Duration,
     pub drain: Duration,
     pub max_requests: u64,
+    /// Session family on HTTP: initialize here, send the requests to the client's endpoint.
+    pub handshake_url: Option<String>,
 }
 
 /// How often the driver adjusts the number of clients and redraws progress.
@@ -69,6 +71,7 @@ pub async fn run(o: Options, bar: ProgressBar) -> Report {
         drain: o.drain,
         deadline,
         budget: AtomicU64::new(o.max_requests),
+        handshake_url: o.handshake_url.clone(),
     });
     // Scrape through the drain too, so the server's state after the load is on the timeline.
     let scrape_until = deadline + o.drain + Duration::from_secs(1);
@@ -158,6 +161,7 @@ pub async fn run(o: Options, bar: ProgressBar) -> Report {
         max_in_flight_per_client: o.max_in_flight,
         timeout_ms: o.timeout.as_millis() as u64,
         started_at_unix_ms,
+        handshake_url: o.handshake_url,
     };
     report::build(&o.plan, setup, &snap, samples, elapsed)
 }

@@ -77,6 +77,45 @@ pub fn sample(t: f64, url: &str, text: &str) -> Sample {
     }
 }
 
+/// The HTTP client scrapes go through.
+pub type ScrapeClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+pub fn client() -> ScrapeClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// One scrape of `url` (at most 2 s), stamped `t`.
+pub async fn once(client: &ScrapeClient, url: &str, t: f64) -> Sample {
+    let got = async {
+        let uri: http::Uri = url.parse().map_err(|_| "bad_url".to_string())?;
+        let resp = client
+            .get(uri)
+            .await
+            .map_err(|_| "unreachable".to_string())?;
+        if resp.status() != 200 {
+            return Err(format!("http_{}", resp.status().as_u16()));
+        }
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| "transport".to_string())?
+            .to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    };
+    let failed = |e: String| Sample {
+        t,
+        url: url.to_string(),
+        error: Some(e),
+        ..Default::default()
+    };
+    match tokio::time::timeout(Duration::from_secs(2), got).await {
+        Ok(Ok(text)) => sample(t, url, &text),
+        Ok(Err(e)) => failed(e),
+        Err(_) => failed("timeout".into()),
+    }
+}
+
 /// Scrape every URL each `interval` until `until` or `stop` (at most `max_rounds` rounds).
 pub async fn run(
     urls: Vec<String>,
@@ -86,7 +125,7 @@ pub async fn run(
     max_rounds: u64,
     stop: Arc<AtomicBool>,
 ) -> Vec<Sample> {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client = client();
     let mut out = Vec::new();
     if urls.is_empty() {
         return out;
@@ -99,40 +138,7 @@ pub async fn run(
             break;
         }
         for url in &urls {
-            let t = start.elapsed().as_secs_f64();
-            let got = async {
-                let uri: http::Uri = url.parse().map_err(|_| "bad_url".to_string())?;
-                let resp = client
-                    .get(uri)
-                    .await
-                    .map_err(|_| "unreachable".to_string())?;
-                if resp.status() != 200 {
-                    return Err(format!("http_{}", resp.status().as_u16()));
-                }
-                let body = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|_| "transport".to_string())?
-                    .to_bytes();
-                Ok(String::from_utf8_lossy(&body).into_owned())
-            };
-            let s = match tokio::time::timeout(Duration::from_secs(2), got).await {
-                Ok(Ok(text)) => sample(t, url, &text),
-                Ok(Err(e)) => Sample {
-                    t,
-                    url: url.clone(),
-                    error: Some(e),
-                    ..Default::default()
-                },
-                Err(_) => Sample {
-                    t,
-                    url: url.clone(),
-                    error: Some("timeout".into()),
-                    ..Default::default()
-                },
-            };
-            out.push(s);
+            out.push(once(&client, url, start.elapsed().as_secs_f64()).await);
         }
     }
     out
