@@ -59,7 +59,14 @@ up() {
   # neither know the CEL rules (x-kubernetes-validations) nor accept them through server-side apply.
   log "installing the ErlmcpCluster CRD"
   $k apply --validate=false -f crds/erlmcp.io_erlmcpclusters.yaml >&2
-  $k wait --for condition=Established --timeout=60s crd/erlmcpclusters.erlmcp.io >&2
+  # Not `kubectl wait --for condition=Established`: on a CRD whose status has no conditions yet
+  # (the moment after create) it fails at once instead of waiting.
+  for _ in $(seq 1 60); do
+    [[ $($k get crd erlmcpclusters.erlmcp.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) == True ]] && break
+    sleep 1
+  done
+  [[ $($k get crd erlmcpclusters.erlmcp.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}') == True ]] ||
+    die "the ErlmcpCluster CRD is not Established after 60 s"
 
   if [ "$local_plane" = 1 ]; then
     start_bg pod-runner target/debug/erlmcp-pod-runner --kubeconfig "$KUBECONFIG" --state-dir "$STATE/pods"

@@ -66,7 +66,14 @@ KUBECTL=$(bash scripts/tools.sh kubectl | tail -n1)
 k() { "$KUBECTL" "$@"; }
 
 k apply --server-side -f crds/erlmcp.io_erlmcpclusters.yaml >&2
-k wait --for=condition=Established --timeout=60s crd/erlmcpclusters.erlmcp.io >&2
+# Not `kubectl wait --for condition=Established`: on a CRD whose status has no conditions yet
+# (the moment after create) it fails at once instead of waiting.
+for _ in $(seq 1 60); do
+  [[ $(k get crd erlmcpclusters.erlmcp.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) == True ]] && break
+  sleep 1
+done
+[[ $(k get crd erlmcpclusters.erlmcp.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}') == True ]] ||
+  die "the ErlmcpCluster CRD is not Established after 60 s"
 k create namespace "$NS" --dry-run=client -o yaml | k apply -f - >&2
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
