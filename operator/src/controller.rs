@@ -153,9 +153,10 @@ async fn run_controller(
         caches.push((ar.clone(), writer.as_reader()));
         let on_child = ctx.clone();
         let is_statefulset = ar.kind == "StatefulSet";
+        let kind = ar.kind.clone();
         let events = watcher(dynamic(&ar), owned.clone())
             .default_backoff()
-            .modify(stores::slim)
+            .modify(move |o| stores::slim_child(&kind, o))
             .reflect(writer)
             .inspect_ok(move |ev| {
                 if let (true, watcher::Event::Apply(o) | watcher::Event::Delete(o)) =

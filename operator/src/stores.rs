@@ -117,6 +117,33 @@ pub fn slim<K: Resource>(o: &mut K) {
     o.meta_mut().managed_fields = None;
 }
 
+/// What the cache keeps of a child of kind `kind`: what the reconcile and the status read of
+/// it. Every kind's metadata (to list, diff and prune); a Secret's data (generated Secrets
+/// are read back); a StatefulSet's spec and status, with the pod template cut to each
+/// container's name and image (the status reports the image; the immutable-field check, the
+/// scale-down step and the resize read the rest). At a thousand clusters the full objects
+/// were most of the operator's memory.
+pub fn slim_child(kind: &str, o: &mut DynamicObject) {
+    slim(o);
+    match kind {
+        "Secret" => {}
+        "StatefulSet" => {
+            let template = &mut o.data["spec"]["template"];
+            if let Some(containers) = template["spec"]["containers"].as_array() {
+                let kept: Vec<serde_json::Value> = containers
+                    .iter()
+                    .map(|c| serde_json::json!({"name": c["name"], "image": c["image"]}))
+                    .collect();
+                template["spec"] = serde_json::json!({ "containers": kept });
+            }
+            if let Some(meta) = template["metadata"].as_object_mut() {
+                meta.remove("annotations");
+            }
+        }
+        _ => o.data = serde_json::Value::Object(Default::default()),
+    }
+}
+
 /// What the cache keeps of an ErlmcpCluster: who wrote it and when (the member report times
 /// come from there), not the field sets of each writer, which grow with every member.
 pub fn slim_cluster(c: &mut ErlmcpCluster) {
@@ -254,6 +281,53 @@ mod tests {
         let st = slimmed.status.unwrap();
         assert_eq!(st.conditions.unwrap().len(), 1);
         assert!(st.phase.is_none());
+    }
+
+    #[test]
+    fn the_child_caches_keep_what_the_reconcile_reads() {
+        let obj = |v: serde_json::Value| serde_json::from_value::<DynamicObject>(v).unwrap();
+        let meta = json!({"name": "mcp", "namespace": "prod", "resourceVersion": "7",
+            "managedFields": [{"manager": "x"}]});
+        let mut cm = obj(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+            "data": {"erlmcp.yaml": "a long config"}}),
+        );
+        slim_child("ConfigMap", &mut cm);
+        assert_eq!(cm.data, json!({}));
+        assert_eq!(cm.metadata.resource_version.as_deref(), Some("7"));
+        assert!(cm.metadata.managed_fields.is_none());
+
+        let mut secret = obj(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+            "data": {"cookie": "c2VjcmV0"}}),
+        );
+        slim_child("Secret", &mut secret);
+        assert_eq!(
+            secret.data["data"]["cookie"], "c2VjcmV0",
+            "generated data is read back"
+        );
+
+        let mut sts = obj(
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
+            "spec": {"replicas": 3, "serviceName": "mcp-headless", "selector": {"matchLabels": {"a": "b"}},
+                "volumeClaimTemplates": [{"metadata": {"name": "sessions"}}],
+                "template": {"metadata": {"labels": {"a": "b"}, "annotations": {"erlmcp.io/config-checksum": "x"}},
+                    "spec": {"containers": [{"name": "erlmcp", "image": "erlmcp:1", "env": [{"name": "A"}]}],
+                        "volumes": [{"name": "config"}]}}},
+            "status": {"replicas": 3, "updatedReplicas": 1}}),
+        );
+        slim_child("StatefulSet", &mut sts);
+        let typed: StatefulSet =
+            serde_json::from_value(serde_json::to_value(&sts).unwrap()).unwrap();
+        let spec = typed.spec.unwrap();
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("mcp-headless"));
+        assert_eq!(spec.volume_claim_templates.unwrap().len(), 1);
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.containers[0].image.as_deref(), Some("erlmcp:1"));
+        assert!(pod.containers[0].env.is_none() && pod.volumes.is_none());
+        assert!(spec.template.metadata.unwrap().annotations.is_none());
+        assert_eq!(typed.status.unwrap().updated_replicas, Some(1));
     }
 
     #[test]
