@@ -62,8 +62,8 @@ cargo test --workspace --exclude erlmcp-e2e
 step "fuzz harnesses on stable: every target over its seeds, saved inputs and proptest inputs"
 CARGO_TARGET_DIR=target cargo test --manifest-path fuzz/Cargo.toml
 
-step "comparison report arithmetic (bench/compare.sh's medians, ratios, table)"
-python3 -m unittest bench/test_compare_report.py
+step "benchmark report arithmetic (bench/compare.sh and bench/scale.sh: medians, ratios, tables)"
+python3 -m unittest bench/test_compare_report.py bench/test_scale_report.py
 
 step "load generator against a local erlmcp: every transport, both families (report structure, zero errors)"
 bash loadgen/tests/smoke.sh
