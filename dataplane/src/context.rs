@@ -35,9 +35,10 @@ pub const LEVEL_OFF: u8 = u8::MAX;
 /// Per-request metadata of the modern revision.
 #[derive(Debug, Clone, Default)]
 pub struct ModernMeta {
-    pub protocol_version: String,
+    /// Always the modern revision (a request naming another is refused before a `ModernMeta`
+    /// exists), so borrowed: nothing is copied per request.
+    pub protocol_version: std::borrow::Cow<'static, str>,
     pub client_capabilities: Value,
-    pub client_info: Option<Value>,
     /// Absent: the server MUST NOT log to this request.
     pub log_level: Option<u8>,
 }

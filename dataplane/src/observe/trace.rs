@@ -56,7 +56,7 @@ pub fn request_span(msg: &Message, ctx: &Ctx) -> Span {
     let params = msg.params.as_ref();
     let target = params.and_then(|p| target_of(method, p));
     let (revision, session) = match &ctx.era {
-        Era::Modern(m) => (m.protocol_version.as_str(), false),
+        Era::Modern(m) => (&*m.protocol_version, false),
         Era::Legacy(s) => (s.version.as_str(), true),
     };
     let name = match target {

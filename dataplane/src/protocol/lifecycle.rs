@@ -125,9 +125,8 @@ pub fn modern_meta(msg: &Message, header_version: Option<&str>) -> Result<Modern
         Some(_) => return Err(bad("Invalid params: logLevel must be a string".into())),
     };
     Ok(ModernMeta {
-        protocol_version: version.to_string(),
+        protocol_version: revision::MODERN.into(),
         client_capabilities: caps.clone(),
-        client_info: meta.get(revision::META_CLIENT_INFO).cloned(),
         log_level,
     })
 }

@@ -39,7 +39,7 @@ fn client_supports(params: &Value, era: &Era) -> bool {
     match era {
         Era::Modern(m) => m
             .client_capabilities
-            .pointer("/extensions")
+            .get("extensions")
             .and_then(|e| e.get(EXTENSION))
             .is_some_and(|v| !v.is_null()),
         Era::Legacy(s) => s.version == Legacy::V20251125 && params.get("task").is_some(),
@@ -360,7 +360,6 @@ mod tests {
         Era::Modern(Arc::new(ModernMeta {
             protocol_version: "2026-07-28".into(),
             client_capabilities: caps,
-            client_info: None,
             log_level: None,
         }))
     }

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::envelope;
+
 pub const PARSE_ERROR: i32 = -32700;
 pub const INVALID_REQUEST: i32 = -32600;
 pub const METHOD_NOT_FOUND: i32 = -32601;
@@ -136,11 +138,16 @@ pub enum Parsed {
 
 /// Parse a body. Invalid JSON is a parse error; a JSON value of the wrong shape is an invalid
 /// request carrying whatever id could be read.
+///
+/// A single message (every request but a 2025-03-26 batch) is read straight into a [`Message`]:
+/// the envelope's members are taken as they are met, with no map of them built first. What is
+/// accepted or refused, and how, is what [`from_value`] does with the whole parsed value.
 pub fn parse(body: &[u8]) -> Result<Parsed, RpcError> {
-    let v: Value =
+    let top: envelope::Top =
         serde_json::from_slice(body).map_err(|e| RpcError::parse(format!("Parse error: {e}")))?;
-    match v {
-        Value::Array(items) => {
+    match top {
+        envelope::Top::Single(m) => Ok(Parsed::Single(m)),
+        envelope::Top::Batch(items) => {
             if items.is_empty() {
                 return Err(RpcError::invalid_request("Invalid Request: empty batch"));
             }
@@ -151,7 +158,6 @@ pub fn parse(body: &[u8]) -> Result<Parsed, RpcError> {
             }
             Ok(Parsed::Batch(items.into_iter().map(from_value).collect()))
         }
-        other => Ok(Parsed::Single(from_value(other))),
     }
 }
 
@@ -174,6 +180,19 @@ pub fn from_value(v: Value) -> Result<Message, (Option<Id>, RpcError)> {
         take("result"),
         take("error"),
     );
+    from_members(env_id, jsonrpc, method, params, result, error)
+}
+
+/// The checks of a message given its envelope members (`id` as given, the others absent when
+/// null), in the order [`from_value`] and [`parse`] both apply them.
+pub(super) fn from_members(
+    env_id: Option<Value>,
+    jsonrpc: Option<Value>,
+    method: Option<Value>,
+    params: Option<Value>,
+    result: Option<Value>,
+    error: Option<Value>,
+) -> Result<Message, (Option<Id>, RpcError)> {
     let id = match env_id {
         None => None,
         Some(Value::Number(n)) => match n.as_i64() {
@@ -399,6 +418,53 @@ mod tests {
                 serde_json::json!({"jsonrpc": "2.0", "id": 1, "result": want})
             );
         }
+    }
+
+    /// The direct read of a single message decides exactly as [`from_value`] on the parsed value.
+    #[test]
+    fn direct_read_agrees_with_the_value_path() {
+        for b in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"},"_meta":{"k":1}}}"#,
+            r#"{"jsonrpc":"2.0","id":"a","method":"ping"}"#,
+            r#"{"method":"ping","jsonrpc":"2.0"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x","method":"y"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","jsonrpc":"1.0"}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":[1],"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":null,"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"a":1}}"#,
+            r#"{"jsonrpc":"2.0","error":{"code":1,"message":"m"}}"#,
+            r#"{"jsonrpc":"2.0","result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":"p"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","extra":{"deep":[[[]]]}}"#,
+            r#"{"jsonr\u0070c":"2.0","id":1,"method":"x"}"#,
+            r#"{}"#,
+            r#"42"#,
+            r#""s""#,
+            r#"null"#,
+            r#"true"#,
+        ] {
+            let direct = match parse(b.as_bytes()).unwrap() {
+                Parsed::Single(m) => m,
+                Parsed::Batch(_) => panic!("batch"),
+            };
+            let via_value = from_value(serde_json::from_str(b).unwrap());
+            assert_eq!(format!("{direct:?}"), format!("{via_value:?}"), "{b}");
+        }
+        // Depth and syntax limits are the parser's, as before.
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"x","junk":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(parse(deep.as_bytes()).err().unwrap().code, PARSE_ERROR);
+        assert_eq!(
+            parse(br#"{"jsonrpc":"2.0"} x"#).err().unwrap().code,
+            PARSE_ERROR
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! messages, ids and errors; the protocol revisions and their metadata keys; the signed
 //! request state of multi-round tool calls. No I/O, no server state.
 
+mod envelope;
 pub mod jsonrpc;
 pub mod mrtr;
 pub mod revision;

@@ -1,7 +1,7 @@
 //! The request headers of Streamable HTTP: the session and version headers, the content type,
 //! and the modern era's rule that `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` agree with the body.
 
-use axum::http::HeaderMap;
+use axum::http::{header::AsHeaderName, HeaderMap, HeaderName};
 use base64::Engine;
 use serde_json::Value;
 
@@ -11,14 +11,21 @@ use crate::protocol::Core;
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 
-pub(super) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The same names as [`HeaderName`]s: looking one of these up costs no parsing of the name
+/// (a `&str` name is validated and lower-cased on every lookup).
+pub(super) const SESSION: HeaderName = HeaderName::from_static(SESSION_HEADER);
+pub(super) const VERSION: HeaderName = HeaderName::from_static(VERSION_HEADER);
+const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
+pub(super) fn header<K: AsHeaderName>(h: &HeaderMap, name: K) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// `Content-Type: application/json` (parameters such as `charset` allowed); a missing one is
 /// refused too, since a POST to `/mcp` always carries a JSON-RPC body.
 pub fn is_json_content_type(h: &HeaderMap) -> bool {
-    header(h, "content-type")
+    header(h, http::header::CONTENT_TYPE)
         .is_some_and(|c| media_type(c).eq_ignore_ascii_case("application/json"))
 }
 
@@ -26,40 +33,45 @@ pub fn is_json_content_type(h: &HeaderMap) -> bool {
 /// HTTP POST must (the server picks one per request). No `Accept` at all means anything goes
 /// (RFC 9110 §12.5.1); wildcards count, and `q=0` excludes.
 pub fn accepts_json_and_sse(h: &HeaderMap) -> bool {
-    let values: Vec<&str> = h
-        .get_all("accept")
+    let mut values = h
+        .get_all(http::header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect();
-    if values.is_empty() {
+        .peekable();
+    if values.peek().is_none() {
         return true;
     }
-    let ranges: Vec<(&str, bool)> = values
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(|r| {
-            let mut parts = r.split(';');
-            let ty = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            (ty, !refused)
-        })
-        .collect();
-    let allows = |want: &str| {
-        let (top, _) = want.split_once('/').unwrap_or((want, ""));
-        ranges.iter().any(|(ty, ok)| {
-            *ok && (ty.eq_ignore_ascii_case(want)
-                || *ty == "*/*"
-                || ty
-                    .strip_suffix("/*")
-                    .is_some_and(|t| t.eq_ignore_ascii_case(top)))
-        })
-    };
-    allows("application/json") && allows("text/event-stream")
+    // Walked in place (no list of ranges is built): every POST passes here.
+    let (mut json, mut sse) = (false, false);
+    for r in values.flat_map(|v| v.split(',')) {
+        let mut parts = r.split(';');
+        let ty = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q == 0.0)
+        });
+        if refused {
+            continue;
+        }
+        json = json || media_range_allows(ty, "application/json");
+        sse = sse || media_range_allows(ty, "text/event-stream");
+        if json && sse {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether the media range `ty` (`type/subtype`, `type/*` or `*/*`) covers `want`.
+fn media_range_allows(ty: &str, want: &str) -> bool {
+    let (top, _) = want.split_once('/').unwrap_or((want, ""));
+    ty.eq_ignore_ascii_case(want)
+        || ty == "*/*"
+        || ty
+            .strip_suffix("/*")
+            .is_some_and(|t| t.eq_ignore_ascii_case(top))
 }
 
 fn media_type(v: &str) -> &str {
@@ -97,7 +109,7 @@ fn mismatch(what: &str, header_val: &str, body_val: &str) -> RpcError {
 
 /// `Mcp-Method`, `Mcp-Name` and `Mcp-Param-*` must agree with the body (SEP-2243).
 pub fn check_headers(headers: &HeaderMap, msg: &Message, core: &Core) -> Result<(), RpcError> {
-    let get = |name: &str| -> Result<Option<&str>, RpcError> {
+    let get = |name: &HeaderName| -> Result<Option<&str>, RpcError> {
         match headers.get(name) {
             None => Ok(None),
             Some(v) => v.to_str().map(Some).map_err(|_| {
@@ -109,7 +121,7 @@ pub fn check_headers(headers: &HeaderMap, msg: &Message, core: &Core) -> Result<
         }
     };
     let method = msg.method();
-    match get("mcp-method")? {
+    match get(&MCP_METHOD)? {
         None => {
             return Err(RpcError::new(
                 HEADER_MISMATCH,
@@ -128,7 +140,7 @@ pub fn check_headers(headers: &HeaderMap, msg: &Message, core: &Core) -> Result<
     };
     if let Some(key) = name_key {
         if let Some(body_name) = msg.param_str(key) {
-            match get("mcp-name")? {
+            match get(&MCP_NAME)? {
                 None => {
                     return Err(RpcError::new(
                         HEADER_MISMATCH,
@@ -150,7 +162,11 @@ pub fn check_headers(headers: &HeaderMap, msg: &Message, core: &Core) -> Result<
             for (prop, hdr) in &tool.header_params {
                 let hname = format!("mcp-param-{}", hdr.to_ascii_lowercase());
                 let body_val = args.and_then(|a| a.get(prop)).filter(|v| !v.is_null());
-                let header_val = get(&hname)?;
+                // A name that cannot be a header is one no request carries.
+                let header_val = match HeaderName::try_from(hname.as_str()) {
+                    Ok(n) => get(&n)?,
+                    Err(_) => None,
+                };
                 match (body_val, header_val) {
                     (None, None) => {}
                     (Some(_), None) => return Err(RpcError::new(HEADER_MISMATCH, format!("Header mismatch: Mcp-Param-{hdr} header is required when {prop} is given"))),

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::future::{AbortHandle, Abortable};
 use std::net::SocketAddr;
 
-use super::headers::{header, SESSION_HEADER, VERSION_HEADER};
+use super::headers::{header, SESSION, SESSION_HEADER, VERSION};
 use super::stream::{attached_body, run, status_for};
 use crate::protocol::context::{Ctx, Era, Outbound};
 use crate::protocol::jsonrpc::{self, Id, Message, Parsed, RpcError};
@@ -78,7 +78,7 @@ fn lookup(
     headers: &HeaderMap,
     principal: Option<&str>,
 ) -> Result<Arc<Session>, HttpError> {
-    let sid = header(headers, SESSION_HEADER).ok_or_else(|| {
+    let sid = header(headers, &SESSION).ok_or_else(|| {
         HttpError::new(
             400,
             RpcError::invalid_request("Bad Request: Mcp-Session-Id header is required"),
@@ -90,7 +90,7 @@ fn lookup(
         .get(sid)
         .filter(|s| s.answers_to(principal))
         .ok_or_else(session_not_found)?;
-    if let Some(v) = header(headers, VERSION_HEADER) {
+    if let Some(v) = header(headers, &VERSION) {
         if v.trim() != s.version.as_str() {
             return Err(HttpError::new(
                 400,
@@ -122,7 +122,7 @@ async fn route(
     match lookup(st, headers, principal) {
         Ok(s) => Ok(Route::Here(s)),
         Err(e) if e.status == StatusCode::NOT_FOUND => {
-            if let Some(sid) = header(headers, SESSION_HEADER) {
+            if let Some(sid) = header(headers, &SESSION) {
                 if let Some(fwd) = try_forward(st, sid, principal, method, headers, body).await {
                     return fwd.map(Route::Forwarded);
                 }
@@ -143,7 +143,7 @@ pub(super) async fn post(
 ) -> Result<Response<Body>, HttpError> {
     if let Parsed::Single(Ok(m)) = &parsed {
         if m.method() == "initialize" && m.is_request() {
-            if header(headers, SESSION_HEADER).is_some() {
+            if header(headers, &SESSION).is_some() {
                 return Err(HttpError::new(
                     400,
                     RpcError::invalid_request(
@@ -184,56 +184,6 @@ pub(super) async fn post(
         Route::Here(s) => s,
         Route::Forwarded(r) => return Ok(r),
     };
-    let messages = match parsed {
-        Parsed::Single(m) => vec![m],
-        Parsed::Batch(items) => {
-            if !session.version.allows_batch() {
-                return Err(HttpError::new(
-                    400,
-                    RpcError::invalid_request(
-                        "Invalid Request: batches are not supported by this protocol version",
-                    ),
-                ));
-            }
-            items
-        }
-    };
-    let batch = messages.len() > 1;
-    let mut requests = Vec::new();
-    let mut errors: Vec<(Option<Id>, RpcError)> = Vec::new();
-    for m in messages {
-        match m {
-            Err(e) => errors.push(e),
-            Ok(m) if m.is_response() => {
-                if let Some(id) = &m.id {
-                    session.peer.complete(id, m.result, m.error);
-                }
-            }
-            Ok(m) if m.is_notification() => match m.method() {
-                "notifications/initialized" => session
-                    .initialized
-                    .store(true, std::sync::atomic::Ordering::Relaxed),
-                "notifications/cancelled" => {
-                    if let Some(id) = m
-                        .params
-                        .as_ref()
-                        .and_then(|p| p.get("requestId"))
-                        .and_then(|v| serde_json::from_value::<Id>(v.clone()).ok())
-                    {
-                        if let Some((_, h)) = session.in_flight.remove(&id) {
-                            h.abort();
-                        }
-                    }
-                }
-                _ => {}
-            },
-            Ok(m) => requests.push(m),
-        }
-    }
-    if !batch && !errors.is_empty() {
-        let (id, e) = errors.remove(0);
-        return Err(HttpError::new(400, e).for_id(id.as_ref()));
-    }
     let make_ctx = |m: &Message| Ctx {
         era: Era::Legacy(session.clone()),
         out: Outbound::none(),
@@ -242,13 +192,43 @@ pub(super) async fn post(
         principal: principal.clone().map(Into::into),
         transport: "http",
     };
+    let (one, items) = match parsed {
+        Parsed::Single(m) => (Some(m), Vec::new()),
+        Parsed::Batch(mut items) => {
+            if !session.version.allows_batch() {
+                return Err(HttpError::new(
+                    400,
+                    RpcError::invalid_request(
+                        "Invalid Request: batches are not supported by this protocol version",
+                    ),
+                ));
+            }
+            (if items.len() == 1 { items.pop() } else { None }, items)
+        }
+    };
+    // One message (a batch of one included) is answered on its own, with no lists.
+    if let Some(m) = one {
+        return match m {
+            Err((id, e)) => Err(HttpError::new(400, e).for_id(id.as_ref())),
+            Ok(m) => Ok(match take_request(&session, m) {
+                Some(m) => {
+                    let ctx = make_ctx(&m);
+                    run(st, m, ctx, Some(session.clone())).await
+                }
+                None => empty(StatusCode::ACCEPTED),
+            }),
+        };
+    }
+    let mut requests = Vec::new();
+    let mut errors: Vec<(Option<Id>, RpcError)> = Vec::new();
+    for m in items {
+        match m {
+            Err(e) => errors.push(e),
+            Ok(m) => requests.extend(take_request(&session, m)),
+        }
+    }
     if requests.is_empty() && errors.is_empty() {
         return Ok(empty(StatusCode::ACCEPTED));
-    }
-    if !batch {
-        let m = requests.pop().expect("one request");
-        let ctx = make_ctx(&m);
-        return Ok(run(st, m, ctx, Some(session)).await);
     }
     // A 2025-03-26 batch: answer all requests together as a JSON array. Each request takes an
     // in-flight permit like a single one, so a batch cannot run past maxConcurrentRequests.
@@ -279,6 +259,38 @@ pub(super) async fn post(
     }
     out.push(b']');
     Ok(json_response(StatusCode::OK, Bytes::from(out)))
+}
+
+/// A response or notification is taken in here (None); a request is handed back to be run.
+fn take_request(session: &Session, m: Message) -> Option<Message> {
+    if m.is_response() {
+        if let Some(id) = &m.id {
+            session.peer.complete(id, m.result, m.error);
+        }
+        return None;
+    }
+    if m.is_notification() {
+        match m.method() {
+            "notifications/initialized" => session
+                .initialized
+                .store(true, std::sync::atomic::Ordering::Relaxed),
+            "notifications/cancelled" => {
+                if let Some(id) = m
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get("requestId"))
+                    .and_then(|v| serde_json::from_value::<Id>(v.clone()).ok())
+                {
+                    if let Some((_, h)) = session.in_flight.remove(&id) {
+                        h.abort();
+                    }
+                }
+            }
+            _ => {}
+        }
+        return None;
+    }
+    Some(m)
 }
 
 pub async fn get(

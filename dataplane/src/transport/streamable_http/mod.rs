@@ -113,9 +113,9 @@ async fn dispatch(
 ) -> Result<Response<Body>, HttpError> {
     st.core.metrics.received("http", 1);
     let parsed = jsonrpc::parse(&body).map_err(|e| HttpError::new(400, e))?;
-    let hv = header(headers, VERSION_HEADER);
+    let hv = header(headers, &headers::VERSION);
     let has_meta = matches!(&parsed, Parsed::Single(Ok(m)) if m.meta().is_some_and(|m| m.contains_key(META_PROTOCOL_VERSION)));
-    let session_id = header(headers, SESSION_HEADER);
+    let session_id = header(headers, &headers::SESSION);
     let era = if session_id.is_some() && hv.is_none_or(|v| Legacy::parse(v.trim()).is_some()) {
         revision::Era::Legacy
     } else {

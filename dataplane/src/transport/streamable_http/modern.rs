@@ -11,7 +11,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::headers::{check_headers, header, VERSION_HEADER};
+use super::headers::{check_headers, header, VERSION};
 use super::stream::run;
 use crate::protocol::context::{Ctx, Era, Outbound};
 use crate::protocol::jsonrpc::{self, Id, Message, Parsed, RpcError, HEADER_MISMATCH};
@@ -50,7 +50,7 @@ pub(super) async fn post(
         return Ok(empty(StatusCode::ACCEPTED));
     }
     let id = msg.id.clone().expect("request id");
-    let hv = header(headers, VERSION_HEADER);
+    let hv = header(headers, &VERSION);
     if hv.is_none() {
         return Err(HttpError::new(
             400,
