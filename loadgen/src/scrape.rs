@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
@@ -95,12 +95,7 @@ pub async fn once(client: &ScrapeClient, url: &str, t: f64) -> Sample {
         if resp.status() != 200 {
             return Err(format!("http_{}", resp.status().as_u16()));
         }
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|_| "transport".to_string())?
-            .to_bytes();
+        let body = crate::transport::http::read_body(resp).await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     };
     let failed = |e: String| Sample {

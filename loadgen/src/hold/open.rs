@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
@@ -149,12 +149,7 @@ impl Http {
                 header("content-type").unwrap_or_default(),
                 header("mcp-session-id"),
             );
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|_| "transport".to_string())?
-                .to_bytes();
+            let bytes = crate::transport::http::read_body(resp).await?;
             Ok(Answer {
                 status,
                 session_id,

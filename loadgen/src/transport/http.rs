@@ -27,6 +27,15 @@ pub struct HttpConn {
 }
 
 /// The error kind of a failed exchange (the request may or may not have reached the server).
+/// A response's whole body; failing to read it is the `transport` error kind.
+pub async fn read_body<B: hyper::body::Body>(resp: hyper::Response<B>) -> Result<Bytes, String> {
+    resp.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|_| "transport".to_string())
+}
+
 fn kind(e: &hyper_util::client::legacy::Error) -> String {
     if e.is_connect() {
         "connect".into()
@@ -114,12 +123,7 @@ impl HttpConn {
         if !self.read_delay.is_zero() {
             tokio::time::sleep(self.read_delay).await;
         }
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|_| "transport".to_string())?
-            .to_bytes();
+        let body = read_body(resp).await?;
         Ok(Answer {
             status,
             content_type,
