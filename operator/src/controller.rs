@@ -85,8 +85,8 @@ fn refresh_owner<K: kube::Resource>(ctx: &Context, o: &K, debounce: Duration) {
 /// Run one controller (for one namespace or all) until `shutdown` flips to true.
 ///
 /// The watches feed two paths. Reconciles (apply children) run on a cluster's first sight, on
-/// a spec (generation) change, on a stalled rollout's new partition hold, and on a child's creation, spec change or deletion. The rest,
-/// member reports in the cluster's status, Pod readiness and StatefulSet status, only asks the
+/// a spec (generation) change, on a stalled rollout's new partition hold, and on a child's
+/// creation, spec change or deletion. The rest, member reports in the cluster's status, Pod readiness and StatefulSet status, only asks the
 /// status trigger for a debounced refresh. Every watch also fills a cache the reconciles read.
 async fn run_controller(
     ctx: Arc<Context>,
