@@ -16,6 +16,7 @@ pub mod observe;
 pub mod protocol;
 pub mod resource_metadata;
 pub mod session;
+pub mod small_map;
 pub mod tasks;
 pub mod tls_reload;
 pub mod transport;

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::node::NodeIdentity;
 use crate::observe::metrics::Metrics;
+use crate::small_map::SmallMap;
 use crate::wire::jsonrpc::{Id, RpcError};
 use crate::wire::revision::Legacy;
 
@@ -34,12 +35,12 @@ pub struct Session {
     /// Threshold index into `LEVELS`; starts at `info`.
     pub log_level: AtomicU8,
     pub initialized: AtomicBool,
-    pub subscriptions: DashMap<String, ()>,
+    pub subscriptions: SmallMap<String, ()>,
     /// Pending server-to-client requests (the field keeps its old name until the Streamable
     /// HTTP transport's split lands).
     pub peer: Arc<ClientRequests>,
     /// In-flight requests, so `notifications/cancelled` can abort them.
-    pub in_flight: DashMap<Id, futures::future::AbortHandle>,
+    pub in_flight: SmallMap<Id, futures::future::AbortHandle>,
     pub events: Mutex<EventStore>,
     /// The standalone GET stream's driver; a new GET replaces it.
     pub standalone: Mutex<Option<futures::future::AbortHandle>>,
@@ -98,9 +99,7 @@ impl Session {
     }
     fn close(&self) {
         self.closed.send_replace(true);
-        for e in self.in_flight.iter() {
-            e.value().abort();
-        }
+        self.in_flight.for_each_value(|h| h.abort());
         if let Some(h) = self.standalone.lock().expect("standalone lock").take() {
             h.abort();
         }
@@ -111,7 +110,7 @@ impl Session {
 #[derive(Default)]
 pub struct ClientRequests {
     next_id: AtomicI64,
-    pending: DashMap<Id, oneshot::Sender<Result<Value, RpcError>>>,
+    pending: SmallMap<Id, oneshot::Sender<Result<Value, RpcError>>>,
 }
 
 impl ClientRequests {
@@ -379,9 +378,9 @@ impl SessionRegistry {
             client_info,
             log_level: AtomicU8::new(1),
             initialized: AtomicBool::new(false),
-            subscriptions: DashMap::new(),
+            subscriptions: SmallMap::new(),
             peer: ClientRequests::new(),
-            in_flight: DashMap::new(),
+            in_flight: SmallMap::new(),
             events: Mutex::new(EventStore::default()),
             standalone: Mutex::new(None),
             transport,
@@ -435,9 +434,9 @@ impl SessionRegistry {
             client_info,
             log_level: AtomicU8::new(1),
             initialized: AtomicBool::new(true),
-            subscriptions: DashMap::new(),
+            subscriptions: SmallMap::new(),
             peer: ClientRequests::new(),
-            in_flight: DashMap::new(),
+            in_flight: SmallMap::new(),
             events: Mutex::new(EventStore::default()),
             standalone: Mutex::new(None),
             transport,

@@ -85,7 +85,7 @@ pub fn snapshot(reg: &SessionRegistry) -> Vec<Record> {
         .into_iter()
         .filter(|s| s.transport == "http" && !s.is_closed())
         .map(|s| {
-            let mut subs: Vec<String> = s.subscriptions.iter().map(|e| e.key().clone()).collect();
+            let mut subs: Vec<String> = s.subscriptions.keys();
             subs.sort();
             Record {
                 id: s.id.to_string(),

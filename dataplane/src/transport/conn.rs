@@ -7,8 +7,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::small_map::SmallMap;
 use bytes::Bytes;
-use dashmap::DashMap;
 use futures::future::{AbortHandle, Abortable};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -27,7 +27,7 @@ pub struct Conn {
     tx: mpsc::UnboundedSender<OutboundItem>,
     session: Mutex<Option<Arc<Session>>>,
     peer: Arc<ClientRequests>,
-    in_flight: DashMap<Id, AbortHandle>,
+    in_flight: SmallMap<Id, AbortHandle>,
     principal: Option<Arc<str>>,
     /// Global cap on requests in progress (they wait in line beyond it).
     limit: Arc<tokio::sync::Semaphore>,
@@ -89,7 +89,7 @@ impl Conn {
             tx,
             session: Mutex::new(None),
             peer: ClientRequests::new(),
-            in_flight: DashMap::new(),
+            in_flight: SmallMap::new(),
             principal: principal.map(Into::into),
             limit: limits.in_flight.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(limits.per_connection)),
@@ -372,9 +372,7 @@ impl Conn {
 
     /// The connection ended: abort its work and end its session.
     pub fn close(&self) {
-        for e in self.in_flight.iter() {
-            e.value().abort();
-        }
+        self.in_flight.for_each_value(|h| h.abort());
         if let Some(s) = self.session.lock().expect("session lock").take() {
             self.core.sessions.remove(&s.id);
         }
