@@ -165,7 +165,8 @@ async fn run_controller(
                     refresh_owner(&on_child, o, prompt);
                 }
             });
-        controller = controller.owns_stream_with(stores::child_changes(events), ar);
+        controller =
+            controller.owns_stream_with(stores::child_changes(events, ctx.own_writes.clone()), ar);
     }
     let (pods, writer) = reflector::store::<Pod>();
     let on_pod = ctx.clone();

@@ -4,7 +4,7 @@
 //! operator's API traffic), and the status trigger reads Pods and StatefulSets here.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use erlmcp_crds::ErlmcpCluster;
 use futures::{Stream, StreamExt};
@@ -176,35 +176,74 @@ fn signature<K: Resource>(o: &K) -> String {
     }
 }
 
-/// Child watch events that should reconcile the owner: creations, spec changes and deletions.
-/// Status-only updates (a StatefulSet's ready count, an HPA's metrics) are dropped here: they
-/// reach the status trigger instead, which re-applies nothing.
-pub fn child_changes<K, S>(events: S) -> impl Stream<Item = Result<K, watcher::Error>>
+/// The last signature seen of each child, by uid: from its watch events and from the
+/// operator's own writes. A watch event that brings what the operator itself just applied
+/// (the object it created, the spec it set) is not news: without this, every cluster's first
+/// reconcile caused a second one, once its children's creations came back through the watch.
+#[derive(Clone, Default)]
+pub struct ChildSignatures(Arc<Mutex<HashMap<String, String>>>);
+
+impl ChildSignatures {
+    /// The operator wrote `o` (the object as the server returned it).
+    pub fn wrote<K: Resource>(&self, o: &K) {
+        if let Some(uid) = o.meta().uid.clone() {
+            self.lock().insert(uid, signature(o));
+        }
+    }
+
+    /// Whether `o` differs from the last signature seen of it; remembers it.
+    fn changed<K: Resource>(&self, o: &K) -> bool {
+        let key = o.uid().unwrap_or_else(|| o.name_any());
+        let sig = signature(o);
+        let mut seen = self.lock();
+        if seen.get(&key) == Some(&sig) {
+            return false;
+        }
+        seen.insert(key, sig);
+        true
+    }
+
+    fn forget<K: Resource>(&self, o: &K) {
+        self.lock().remove(&o.uid().unwrap_or_else(|| o.name_any()));
+    }
+
+    /// How many children are remembered (bounded by the children that exist).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        // A panic while holding it cannot leave the map inconsistent: plain inserts/removes.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Child watch events that should reconcile the owner: creations, spec changes and deletions
+/// made by someone else. Status-only updates (a StatefulSet's ready count, an HPA's metrics)
+/// are dropped here: they reach the status trigger instead, which re-applies nothing. So are
+/// the echoes of the operator's own writes (see [`ChildSignatures`]).
+pub fn child_changes<K, S>(
+    events: S,
+    seen: ChildSignatures,
+) -> impl Stream<Item = Result<K, watcher::Error>>
 where
     K: Resource + Clone,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
 {
-    let mut seen: HashMap<String, String> = HashMap::new();
     events.filter_map(move |ev| {
-        let out: Vec<Result<K, watcher::Error>> = match ev {
-            Err(e) => vec![Err(e)],
+        let out = match ev {
+            Err(e) => Some(Err(e)),
             Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => {
-                let key = o.uid().unwrap_or_else(|| o.name_any());
-                let sig = signature(&o);
-                if seen.get(&key) == Some(&sig) {
-                    vec![]
-                } else {
-                    seen.insert(key, sig);
-                    vec![Ok(o)]
-                }
+                seen.changed(&o).then_some(Ok(o))
             }
             Ok(watcher::Event::Delete(o)) => {
-                seen.remove(&o.uid().unwrap_or_else(|| o.name_any()));
-                vec![Ok(o)]
+                seen.forget(&o);
+                Some(Ok(o))
             }
-            Ok(watcher::Event::Init) | Ok(watcher::Event::InitDone) => vec![],
+            Ok(watcher::Event::Init) | Ok(watcher::Event::InitDone) => None,
         };
-        futures::future::ready(out.into_iter().next())
+        futures::future::ready(out)
     })
 }
 
@@ -223,7 +262,11 @@ mod tests {
 
     fn passed<K: Resource + Clone>(events: Vec<watcher::Event<K>>) -> Vec<K> {
         let s = futures::stream::iter(events.into_iter().map(Ok));
-        block_on(child_changes(s).map(|r| r.unwrap()).collect::<Vec<_>>())
+        block_on(
+            child_changes(s, ChildSignatures::default())
+                .map(|r| r.unwrap())
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[test]
@@ -243,6 +286,34 @@ mod tests {
             .map(|s| s.metadata.resource_version.clone().unwrap())
             .collect();
         assert_eq!(rvs, vec!["10", "12", "13", "14"]);
+    }
+
+    #[test]
+    fn the_echo_of_an_own_write_does_not_reconcile() {
+        use watcher::Event::*;
+        let seen = ChildSignatures::default();
+        seen.wrote(&sts("a", 1, "10")); // the operator created it
+        let s = futures::stream::iter(
+            vec![
+                Apply(sts("a", 1, "10")), // its creation, back through the watch
+                Apply(sts("a", 1, "11")), // its status moved
+                Apply(sts("a", 2, "12")), // someone else edited the spec
+            ]
+            .into_iter()
+            .map(Ok),
+        );
+        let got: Vec<_> = block_on(child_changes(s, seen.clone()).map(|r| r.unwrap()).collect());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].metadata.generation, Some(2));
+        seen.wrote(&sts("a", 3, "13")); // the operator put its spec back
+        assert_eq!(seen.len(), 1);
+        let s = futures::stream::iter(vec![
+            Ok(Apply(sts("a", 3, "13"))),
+            Ok(Delete(sts("a", 3, "14"))),
+        ]);
+        let got: Vec<_> = block_on(child_changes(s, seen.clone()).map(|r| r.unwrap()).collect());
+        assert_eq!(got.len(), 1, "only the deletion");
+        assert_eq!(seen.len(), 0, "a deleted child is forgotten");
     }
 
     #[test]

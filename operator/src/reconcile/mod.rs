@@ -22,6 +22,7 @@ use crate::desired::{self, BuildContext, Desired, Names, ServerCapabilities};
 use crate::events::{ChildReason, ChildRef, Events};
 use crate::metrics::Metrics;
 use crate::status::{self, Outcome, ServerView};
+use crate::stores::ChildSignatures;
 use crate::triggers::{LastOutcome, Watched};
 use report::{current_statefulset, report_refused, report_status_and_events, write_status};
 use secrets::{ensure_generated_secrets, read_secret_data};
@@ -66,6 +67,8 @@ pub struct Context {
     pub events: Events,
     /// Caches, last outcomes, held health changes and backoffs (see [`crate::triggers`]).
     pub watched: Watched,
+    /// What the operator itself last wrote of each child: the watch's echo of it is dropped.
+    pub own_writes: ChildSignatures,
     /// How long a Secret write takes to reach every pod (`--ca-propagation-seconds`): the
     /// operator CA's roll waits this long between dependent steps.
     pub ca_propagation: Duration,
@@ -85,6 +88,7 @@ impl Context {
             metrics,
             events: Events::new(recorder),
             watched: Watched::default(),
+            own_writes: ChildSignatures::default(),
             ca_propagation: DEFAULT_CA_PROPAGATION,
         }
     }
@@ -361,6 +365,7 @@ async fn apply_children(
         };
         match apply::apply(&ctx.client, &ns, child).await {
             Ok(obj) => {
+                ctx.own_writes.wrote(&obj);
                 let why = match before.get(&(child.kind.as_str(), child.name.as_str())) {
                     None => Some(ChildReason::Created),
                     Some(o) if o.changed_by(&obj) => Some(ChildReason::Updated),
