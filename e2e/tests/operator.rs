@@ -4,13 +4,14 @@
 //! Each test runs its own operator process (watching only the test's namespace, holding its
 //! leader lease there) so tests run side by side without stepping on each other.
 
+#[path = "operator/support.rs"]
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use erlmcp_e2e::cluster::{
-    cluster_obj, clusters, condition, is_true, pod_addr, pods_matching, wait_ready,
-};
+use erlmcp_e2e::cluster::{cluster_obj, clusters, condition, is_true, pod_addr, wait_ready};
 use erlmcp_e2e::env::pod_ready;
 use erlmcp_e2e::http::{self, Response};
 use erlmcp_e2e::mcp::{self, HTTP_TIMEOUT};
@@ -22,53 +23,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
-
-const SELECTOR: &str = "app.kubernetes.io/name=erlmcp";
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------------
-
-async fn pods(env: &TestEnv, ns: &str) -> Result<Vec<Pod>> {
-    pods_matching(env, ns, SELECTOR).await
-}
-
-fn owned_by(obj: &Value, uid: &str) -> bool {
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r["uid"] == uid && r["controller"] == true && r["kind"] == "ErlmcpCluster")
-        })
-}
-
-/// The (kind, name) children of a cluster that exist now, as kubectl sees them.
-fn children(env: &TestEnv, ns: &str, instance: &str) -> Result<Vec<Value>> {
-    let out = env.kubectl(&[
-        "-n",
-        ns,
-        "get",
-        "statefulsets,services,configmaps,secrets,serviceaccounts,roles,rolebindings,poddisruptionbudgets,horizontalpodautoscalers,networkpolicies",
-        "-l",
-        &format!("app.kubernetes.io/managed-by=erlmcp-operator,app.kubernetes.io/instance={instance}"),
-        "-o",
-        "json",
-    ])?;
-    let v: Value = serde_json::from_str(&out)?;
-    Ok(v["items"].as_array().cloned().unwrap_or_default())
-}
-
-fn kinds(objs: &[Value]) -> BTreeSet<String> {
-    objs.iter()
-        .map(|o| {
-            format!(
-                "{}/{}",
-                o["kind"].as_str().unwrap_or(""),
-                o["metadata"]["name"].as_str().unwrap_or("")
-            )
-        })
-        .collect()
-}
+use support::{able_to_scale, children, kinds, owned_by, pods, BASIC_CHILDREN};
 
 // ---------------------------------------------------------------------------------------------
 // Tests
@@ -94,18 +49,7 @@ async fn cluster_lifecycle() -> Result<()> {
     // Every child exists and is owned by the cluster (controller reference).
     let objs = children(env, &ns, "basic")?;
     let have = kinds(&objs);
-    for want in [
-        "StatefulSet/basic",
-        "Service/basic",
-        "Service/basic-headless",
-        "ConfigMap/basic-config",
-        "Secret/basic-cookie",
-        "ServiceAccount/basic-dataplane",
-        "Role/basic-dataplane",
-        "RoleBinding/basic-dataplane",
-        "PodDisruptionBudget/basic",
-        "NetworkPolicy/basic",
-    ] {
+    for want in BASIC_CHILDREN {
         ensure!(have.contains(want), "{want} missing; have {have:?}");
     }
     for o in &objs {
@@ -372,20 +316,7 @@ async fn hpa_targets_the_scale_subresource() -> Result<()> {
                     return Ok(None);
                 };
                 let v: Value = serde_json::from_str(&out)?;
-                let able_in = |cs: Option<Vec<Value>>| {
-                    cs.is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c["type"] == "AbleToScale" && c["status"] == "True")
-                    })
-                };
-                let annotation = v["metadata"]["annotations"]
-                    ["autoscaling.alpha.kubernetes.io/conditions"]
-                    .as_str()
-                    .and_then(|a| serde_json::from_str::<Value>(a).ok())
-                    .and_then(|a| a.as_array().cloned());
-                let able =
-                    able_in(annotation) || able_in(v["status"]["conditions"].as_array().cloned());
-                Ok(able.then_some(v))
+                Ok(able_to_scale(&v).then_some(v))
             },
         )
         .await?;
