@@ -23,6 +23,7 @@ use crate::health::Health;
 use crate::kinds;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::own_writes;
 use crate::reconcile::{error_policy, reconcile, Context};
 use crate::server::{self, ServerState};
 use crate::stores::{self, ChildStores};
@@ -165,8 +166,10 @@ async fn run_controller(
                     refresh_owner(&on_child, o, prompt);
                 }
             });
-        controller =
-            controller.owns_stream_with(stores::child_changes(events, ctx.own_writes.clone()), ar);
+        controller = controller.owns_stream_with(
+            own_writes::child_changes(events, ctx.own_writes.clone()),
+            ar,
+        );
     }
     let (pods, writer) = reflector::store::<Pod>();
     let on_pod = ctx.clone();

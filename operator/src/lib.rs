@@ -10,6 +10,7 @@ pub mod health;
 pub mod kinds;
 pub mod leader;
 pub mod metrics;
+pub mod own_writes;
 pub mod reconcile;
 pub mod render;
 pub mod server;

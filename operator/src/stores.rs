@@ -3,17 +3,15 @@
 //! instead of LISTing each kind on every run (at a thousand clusters that was most of the
 //! operator's API traffic), and the status trigger reads Pods and StatefulSets here.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use erlmcp_crds::ErlmcpCluster;
-use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 
 use crate::apply::{self, Owned};
 
@@ -118,13 +116,20 @@ pub fn slim<K: Resource>(o: &mut K) {
 }
 
 /// What the cache keeps of a child of kind `kind`: what the reconcile and the status read of
-/// it. Every kind's metadata (to list, diff and prune); a Secret's data (generated Secrets
-/// are read back); a StatefulSet's spec and status, with the pod template cut to each
+/// it. Every kind's metadata (to list, diff and prune), with only the names of its writers
+/// (see [`crate::own_writes`]); a Secret's data (generated Secrets are read back); a
+/// StatefulSet's spec and status, with the pod template cut to each
 /// container's name and image (the status reports the image; the immutable-field check, the
 /// scale-down step and the resize read the rest). At a thousand clusters the full objects
 /// were most of the operator's memory.
 pub fn slim_child(kind: &str, o: &mut DynamicObject) {
-    slim(o);
+    for e in o.metadata.managed_fields.iter_mut().flatten() {
+        *e = ManagedFieldsEntry {
+            manager: e.manager.take(),
+            subresource: e.subresource.take(),
+            ..Default::default()
+        };
+    }
     match kind {
         "Secret" => {}
         "StatefulSet" => {
@@ -164,174 +169,10 @@ pub fn slim_pod(p: &mut Pod) {
     }
 }
 
-/// What part of a child a reconcile cares about: its generation (spec) where it has one,
-/// else every change (ConfigMaps, Secrets, RBAC objects have no status to churn).
-fn signature<K: Resource>(o: &K) -> String {
-    match o.meta().generation {
-        Some(g) => format!("g{g}"),
-        None => format!(
-            "rv{}",
-            o.meta().resource_version.clone().unwrap_or_default()
-        ),
-    }
-}
-
-/// The last signature seen of each child, by uid: from its watch events and from the
-/// operator's own writes. A watch event that brings what the operator itself just applied
-/// (the object it created, the spec it set) is not news: without this, every cluster's first
-/// reconcile caused a second one, once its children's creations came back through the watch.
-#[derive(Clone, Default)]
-pub struct ChildSignatures(Arc<Mutex<HashMap<String, String>>>);
-
-impl ChildSignatures {
-    /// The operator wrote `o` (the object as the server returned it).
-    pub fn wrote<K: Resource>(&self, o: &K) {
-        if let Some(uid) = o.meta().uid.clone() {
-            self.lock().insert(uid, signature(o));
-        }
-    }
-
-    /// Whether `o` differs from the last signature seen of it; remembers it.
-    fn changed<K: Resource>(&self, o: &K) -> bool {
-        let key = o.uid().unwrap_or_else(|| o.name_any());
-        let sig = signature(o);
-        let mut seen = self.lock();
-        if seen.get(&key) == Some(&sig) {
-            return false;
-        }
-        seen.insert(key, sig);
-        true
-    }
-
-    fn forget<K: Resource>(&self, o: &K) {
-        self.lock().remove(&o.uid().unwrap_or_else(|| o.name_any()));
-    }
-
-    /// How many children are remembered (bounded by the children that exist).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        // A panic while holding it cannot leave the map inconsistent: plain inserts/removes.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Child watch events that should reconcile the owner: creations, spec changes and deletions
-/// made by someone else. Status-only updates (a StatefulSet's ready count, an HPA's metrics)
-/// are dropped here: they reach the status trigger instead, which re-applies nothing. So are
-/// the echoes of the operator's own writes (see [`ChildSignatures`]).
-pub fn child_changes<K, S>(
-    events: S,
-    seen: ChildSignatures,
-) -> impl Stream<Item = Result<K, watcher::Error>>
-where
-    K: Resource + Clone,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-{
-    events.filter_map(move |ev| {
-        let out = match ev {
-            Err(e) => Some(Err(e)),
-            Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => {
-                seen.changed(&o).then_some(Ok(o))
-            }
-            Ok(watcher::Event::Delete(o)) => {
-                seen.forget(&o);
-                Some(Ok(o))
-            }
-            Ok(watcher::Event::Init) | Ok(watcher::Event::InitDone) => None,
-        };
-        futures::future::ready(out)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::executor::block_on;
-    use k8s_openapi::api::core::v1::ConfigMap;
     use serde_json::json;
-
-    fn sts(uid: &str, generation: i64, rv: &str) -> StatefulSet {
-        serde_json::from_value(json!({"metadata": {"name": "mcp", "namespace": "prod",
-            "uid": uid, "generation": generation, "resourceVersion": rv}}))
-        .unwrap()
-    }
-
-    fn passed<K: Resource + Clone>(events: Vec<watcher::Event<K>>) -> Vec<K> {
-        let s = futures::stream::iter(events.into_iter().map(Ok));
-        block_on(
-            child_changes(s, ChildSignatures::default())
-                .map(|r| r.unwrap())
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    #[test]
-    fn status_only_child_updates_do_not_reconcile() {
-        use watcher::Event::*;
-        let got = passed(vec![
-            Init,
-            InitApply(sts("a", 1, "10")),
-            InitDone,
-            Apply(sts("a", 1, "11")), // ready count moved
-            Apply(sts("a", 2, "12")), // someone edited the spec
-            Delete(sts("a", 2, "13")),
-            Apply(sts("a", 1, "14")), // re-created
-        ]);
-        let rvs: Vec<_> = got
-            .iter()
-            .map(|s| s.metadata.resource_version.clone().unwrap())
-            .collect();
-        assert_eq!(rvs, vec!["10", "12", "13", "14"]);
-    }
-
-    #[test]
-    fn the_echo_of_an_own_write_does_not_reconcile() {
-        use watcher::Event::*;
-        let seen = ChildSignatures::default();
-        seen.wrote(&sts("a", 1, "10")); // the operator created it
-        let s = futures::stream::iter(
-            vec![
-                Apply(sts("a", 1, "10")), // its creation, back through the watch
-                Apply(sts("a", 1, "11")), // its status moved
-                Apply(sts("a", 2, "12")), // someone else edited the spec
-            ]
-            .into_iter()
-            .map(Ok),
-        );
-        let got: Vec<_> = block_on(child_changes(s, seen.clone()).map(|r| r.unwrap()).collect());
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].metadata.generation, Some(2));
-        seen.wrote(&sts("a", 3, "13")); // the operator put its spec back
-        assert_eq!(seen.len(), 1);
-        let s = futures::stream::iter(vec![
-            Ok(Apply(sts("a", 3, "13"))),
-            Ok(Delete(sts("a", 3, "14"))),
-        ]);
-        let got: Vec<_> = block_on(child_changes(s, seen.clone()).map(|r| r.unwrap()).collect());
-        assert_eq!(got.len(), 1, "only the deletion");
-        assert_eq!(seen.len(), 0, "a deleted child is forgotten");
-    }
-
-    #[test]
-    fn kinds_without_a_generation_reconcile_on_every_change() {
-        let cm = |rv: &str| -> ConfigMap {
-            serde_json::from_value(
-                json!({"metadata": {"name": "c", "uid": "u", "resourceVersion": rv}}),
-            )
-            .unwrap()
-        };
-        let got = passed(vec![
-            watcher::Event::Apply(cm("1")),
-            watcher::Event::Apply(cm("1")),
-            watcher::Event::Apply(cm("2")),
-        ]);
-        assert_eq!(got.len(), 2);
-    }
-
     #[test]
     fn owners_by_reference_or_instance_label() {
         let child: StatefulSet = serde_json::from_value(json!({"metadata": {
@@ -366,7 +207,9 @@ mod tests {
         slim_child("ConfigMap", &mut cm);
         assert_eq!(cm.data, json!({}));
         assert_eq!(cm.metadata.resource_version.as_deref(), Some("7"));
-        assert!(cm.metadata.managed_fields.is_none());
+        let writers = cm.metadata.managed_fields.as_ref().unwrap();
+        assert_eq!(writers[0].manager.as_deref(), Some("x"));
+        assert!(writers[0].fields_v1.is_none() && writers[0].time.is_none());
 
         let mut secret = obj(
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta,

@@ -21,8 +21,8 @@ use crate::apply;
 use crate::desired::{self, BuildContext, Desired, Names, ServerCapabilities};
 use crate::events::{ChildReason, ChildRef, Events};
 use crate::metrics::Metrics;
+use crate::own_writes::{content_hash, OwnWrites};
 use crate::status::{self, Outcome, ServerView};
-use crate::stores::ChildSignatures;
 use crate::triggers::{LastOutcome, Watched};
 use report::{current_statefulset, report_refused, report_status_and_events, write_status};
 use secrets::{ensure_generated_secrets, read_secret_data};
@@ -68,7 +68,7 @@ pub struct Context {
     /// Caches, last outcomes, held health changes and backoffs (see [`crate::triggers`]).
     pub watched: Watched,
     /// What the operator itself last wrote of each child: the watch's echo of it is dropped.
-    pub own_writes: ChildSignatures,
+    pub own_writes: OwnWrites,
     /// How long a Secret write takes to reach every pod (`--ca-propagation-seconds`): the
     /// operator CA's roll waits this long between dependent steps.
     pub ca_propagation: Duration,
@@ -88,7 +88,7 @@ impl Context {
             metrics,
             events: Events::new(recorder),
             watched: Watched::default(),
-            own_writes: ChildSignatures::default(),
+            own_writes: OwnWrites::default(),
             ca_propagation: DEFAULT_CA_PROPAGATION,
         }
     }
@@ -363,9 +363,20 @@ async fn apply_children(
         } else {
             child
         };
+        // The server holds this child as last applied and nobody changed it since: applying
+        // again would change nothing (a converging requeue, the slow resync).
+        let desired_hash = content_hash(&child.object);
+        if cached(ctx, &ns, &child.kind, &child.name)
+            .is_some_and(|c| ctx.own_writes.unchanged(c.as_ref(), desired_hash))
+        {
+            if child.kind == "StatefulSet" {
+                applied.statefulset = current.clone();
+            }
+            continue;
+        }
         match apply::apply(&ctx.client, &ns, child).await {
             Ok(obj) => {
-                ctx.own_writes.wrote(&obj);
+                ctx.own_writes.applied(&obj, desired_hash);
                 let why = match before.get(&(child.kind.as_str(), child.name.as_str())) {
                     None => Some(ChildReason::Created),
                     Some(o) if o.changed_by(&obj) => Some(ChildReason::Updated),

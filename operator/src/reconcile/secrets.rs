@@ -50,7 +50,7 @@ pub(super) async fn ensure_generated_secrets(
             .await
             .map_err(Error::GeneratedSecret)?;
         if let Some(created) = created {
-            ctx.own_writes.wrote(&created);
+            ctx.own_writes.created(&created);
             info!(kind = %child.kind, name = %child.name, "created");
             ctx.events
                 .child(cluster, child_ref(child), ChildReason::Generated)

@@ -1,0 +1,298 @@
+//! Which child changes are news: the watch brings back every write the operator makes, and a
+//! reconcile that re-applies what is already there costs ~20 API requests. Here: the filter of
+//! child watch events that reconcile an owner, and the record of the operator's own writes that
+//! lets a reconcile skip a child the server already holds as the operator last applied it.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+
+use crate::desired::FIELD_MANAGER;
+
+/// What part of a child a reconcile cares about: its generation (spec) where it has one,
+/// else every change (ConfigMaps, Secrets, RBAC objects have no status to churn).
+fn signature<K: Resource>(o: &K) -> String {
+    match o.meta().generation {
+        Some(g) => format!("g{g}"),
+        None => format!(
+            "rv{}",
+            o.meta().resource_version.clone().unwrap_or_default()
+        ),
+    }
+}
+
+/// A stable digest of a desired object, to tell whether a child's desired state moved.
+pub fn content_hash(object: &Value) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    object.to_string().hash(&mut h);
+    h.finish()
+}
+
+#[derive(Default)]
+struct Record {
+    /// The last signature seen of each child (uid), from the watch and from own writes.
+    seen: HashMap<String, String>,
+    /// What the operator last applied of each child (uid): the stored object's resourceVersion
+    /// (any change at all moves it, metadata and status included) and the digest of the
+    /// desired object it sent.
+    applied: HashMap<String, (String, u64)>,
+}
+
+/// The operator's record of its children, shared by the child watches and the reconciles.
+/// Bounded by the children that exist: a deletion forgets its entries.
+#[derive(Clone, Default)]
+pub struct OwnWrites(Arc<Mutex<Record>>);
+
+impl OwnWrites {
+    /// The operator created `o` (as the server returned it): its echo is no news.
+    pub fn created<K: Resource>(&self, o: &K) {
+        if let Some(uid) = o.meta().uid.clone() {
+            self.lock().seen.insert(uid, signature(o));
+        }
+    }
+
+    /// The operator applied the desired object digested as `desired` and the server stored `o`.
+    pub fn applied<K: Resource>(&self, o: &K, desired: u64) {
+        if let Some(uid) = o.meta().uid.clone() {
+            let rv = o.meta().resource_version.clone().unwrap_or_default();
+            let mut r = self.lock();
+            r.seen.insert(uid.clone(), signature(o));
+            r.applied.insert(uid, (rv, desired));
+        }
+    }
+
+    /// Whether `current` (the child as cached) is still, to the resourceVersion, what the
+    /// server returned when the operator last applied the same desired object: nothing
+    /// changed it since, so applying again would change nothing.
+    pub fn unchanged<K: Resource>(&self, current: &K, desired: u64) -> bool {
+        let (Some(uid), Some(rv)) = (&current.meta().uid, &current.meta().resource_version) else {
+            return false;
+        };
+        self.lock()
+            .applied
+            .get(uid)
+            .is_some_and(|(at, d)| at == rv && *d == desired)
+    }
+
+    /// Whether `o` differs from the last signature seen of it; remembers it.
+    fn changed<K: Resource>(&self, o: &K) -> bool {
+        let key = o.uid().unwrap_or_else(|| o.name_any());
+        let sig = signature(o);
+        let mut r = self.lock();
+        if r.seen.get(&key) == Some(&sig) {
+            return false;
+        }
+        r.seen.insert(key, sig);
+        true
+    }
+
+    fn forget<K: Resource>(&self, o: &K) {
+        let key = o.uid().unwrap_or_else(|| o.name_any());
+        let mut r = self.lock();
+        r.seen.remove(&key);
+        r.applied.remove(&key);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().seen.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Record> {
+        // A panic while holding it cannot leave the maps inconsistent: plain inserts/removes.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whether anyone but the operator writes part of `o` other than its status. A change to a
+/// child only the operator writes is the operator's own (its creation, its spec), which the
+/// reconcile that wrote it has seen: unlike [`OwnWrites`], this holds however the watch event
+/// and the write's response race. Unknown writers count as others.
+fn written_by_others<K: Resource>(o: &K) -> bool {
+    match &o.meta().managed_fields {
+        None => true,
+        Some(entries) => entries.iter().any(|e| {
+            e.subresource.as_deref() != Some("status")
+                && e.manager.as_deref() != Some(FIELD_MANAGER)
+        }),
+    }
+}
+
+/// Child watch events that should reconcile the owner: creations, spec changes and deletions
+/// made by someone else. Status-only updates (a StatefulSet's ready count, an HPA's metrics)
+/// are dropped here: they reach the status trigger instead, which re-applies nothing. So are
+/// the echoes of the operator's own writes.
+pub fn child_changes<K, S>(
+    events: S,
+    seen: OwnWrites,
+) -> impl Stream<Item = Result<K, watcher::Error>>
+where
+    K: Resource + Clone,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    events.filter_map(move |ev| {
+        let out = match ev {
+            Err(e) => Some(Err(e)),
+            Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => {
+                (seen.changed(&o) && written_by_others(&o)).then_some(Ok(o))
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                seen.forget(&o);
+                Some(Ok(o))
+            }
+            Ok(watcher::Event::Init) | Ok(watcher::Event::InitDone) => None,
+        };
+        futures::future::ready(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::json;
+
+    fn sts(uid: &str, generation: i64, rv: &str) -> StatefulSet {
+        serde_json::from_value(json!({"metadata": {"name": "mcp", "namespace": "prod",
+            "uid": uid, "generation": generation, "resourceVersion": rv}}))
+        .unwrap()
+    }
+
+    fn passed<K: Resource + Clone>(events: Vec<watcher::Event<K>>) -> Vec<K> {
+        let s = futures::stream::iter(events.into_iter().map(Ok));
+        block_on(
+            child_changes(s, OwnWrites::default())
+                .map(|r| r.unwrap())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn status_only_child_updates_do_not_reconcile() {
+        use watcher::Event::*;
+        let got = passed(vec![
+            Init,
+            InitApply(sts("a", 1, "10")),
+            InitDone,
+            Apply(sts("a", 1, "11")), // ready count moved
+            Apply(sts("a", 2, "12")), // someone edited the spec
+            Delete(sts("a", 2, "13")),
+            Apply(sts("a", 1, "14")), // re-created
+        ]);
+        let rvs: Vec<_> = got
+            .iter()
+            .map(|s| s.metadata.resource_version.clone().unwrap())
+            .collect();
+        assert_eq!(rvs, vec!["10", "12", "13", "14"]);
+    }
+
+    #[test]
+    fn the_echo_of_an_own_write_does_not_reconcile() {
+        use watcher::Event::*;
+        let seen = OwnWrites::default();
+        seen.created(&sts("a", 1, "10")); // the operator created it
+        let s = futures::stream::iter(
+            vec![
+                Apply(sts("a", 1, "10")), // its creation, back through the watch
+                Apply(sts("a", 1, "11")), // its status moved
+                Apply(sts("a", 2, "12")), // someone else edited the spec
+            ]
+            .into_iter()
+            .map(Ok),
+        );
+        let got: Vec<_> = block_on(child_changes(s, seen.clone()).map(|r| r.unwrap()).collect());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].metadata.generation, Some(2));
+        seen.applied(&sts("a", 3, "13"), 7); // the operator put its spec back
+        assert_eq!(seen.len(), 1);
+        let s = futures::stream::iter(vec![
+            Ok(Apply(sts("a", 3, "13"))),
+            Ok(Delete(sts("a", 3, "14"))),
+        ]);
+        let got: Vec<_> = block_on(child_changes(s, seen.clone()).map(|r| r.unwrap()).collect());
+        assert_eq!(got.len(), 1, "only the deletion");
+        assert_eq!(seen.len(), 0, "a deleted child is forgotten");
+    }
+
+    #[test]
+    fn a_change_only_the_operator_wrote_does_not_reconcile() {
+        let written_by = |managers: &[(&str, Option<&str>)], generation: i64| -> StatefulSet {
+            let entries: Vec<_> = managers
+                .iter()
+                .map(|(m, sub)| json!({"manager": m, "subresource": sub}))
+                .collect();
+            serde_json::from_value(json!({"metadata": {"name": "mcp", "namespace": "prod",
+                "uid": "a", "generation": generation, "managedFields": entries}}))
+            .unwrap()
+        };
+        let ours = (FIELD_MANAGER, None);
+        let status = ("kube-controller-manager", Some("status"));
+        let got = passed(vec![
+            watcher::Event::Apply(written_by(&[ours], 1)), // created by the operator
+            watcher::Event::Apply(written_by(&[ours, status], 2)), // its spec, re-applied
+            watcher::Event::Apply(written_by(&[ours, ("kubectl-edit", None)], 3)), // a human
+        ]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].metadata.generation, Some(3));
+    }
+
+    #[test]
+    fn kinds_without_a_generation_reconcile_on_every_change() {
+        let cm = |rv: &str| -> ConfigMap {
+            serde_json::from_value(
+                json!({"metadata": {"name": "c", "uid": "u", "resourceVersion": rv}}),
+            )
+            .unwrap()
+        };
+        let got = passed(vec![
+            watcher::Event::Apply(cm("1")),
+            watcher::Event::Apply(cm("1")),
+            watcher::Event::Apply(cm("2")),
+        ]);
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn an_apply_is_skipped_only_while_nothing_moved() {
+        let w = OwnWrites::default();
+        let desired = content_hash(&json!({"spec": {"replicas": 3}}));
+        assert!(!w.unchanged(&sts("a", 1, "10"), desired), "never applied");
+        w.applied(&sts("a", 1, "10"), desired);
+        assert!(w.unchanged(&sts("a", 1, "10"), desired), "as applied");
+        assert!(
+            !w.unchanged(&sts("a", 1, "11"), desired),
+            "its status or metadata moved"
+        );
+        assert!(
+            !w.unchanged(&sts("a", 2, "12"), desired),
+            "someone edited its spec"
+        );
+        let other = content_hash(&json!({"spec": {"replicas": 4}}));
+        assert!(
+            !w.unchanged(&sts("a", 1, "10"), other),
+            "the desired object moved"
+        );
+        assert!(
+            !w.unchanged(&sts("b", 1, "10"), desired),
+            "another object (re-created)"
+        );
+        block_on(
+            child_changes(
+                futures::stream::iter(vec![Ok(watcher::Event::Delete(sts("a", 1, "13")))]),
+                w.clone(),
+            )
+            .collect::<Vec<_>>(),
+        );
+        assert!(
+            !w.unchanged(&sts("a", 1, "10"), desired),
+            "deleted: forgotten"
+        );
+    }
+}
