@@ -344,6 +344,8 @@ async fn apply_children(
         failure: None,
         recreate_pending: false,
     };
+    // (api_version, kind, name) of each child created now.
+    let mut created: Vec<(String, String, String)> = Vec::new();
     for child in &desired.apply {
         let prepared;
         let child = if child.kind == "StatefulSet" {
@@ -382,8 +384,14 @@ async fn apply_children(
                     Some(o) if o.changed_by(&obj) => Some(ChildReason::Updated),
                     Some(_) => None,
                 };
-                if let Some(why) = why {
-                    ctx.events.child(cluster, child_ref(child), why).await;
+                match why {
+                    Some(ChildReason::Created) => created.push((
+                        child.api_version.clone(),
+                        child.kind.clone(),
+                        child.name.clone(),
+                    )),
+                    Some(why) => ctx.events.child(cluster, child_ref(child), why).await,
+                    None => {}
                 }
                 if child.kind == "StatefulSet" {
                     applied.statefulset = serde_json::to_value(&obj)
@@ -401,6 +409,7 @@ async fn apply_children(
             }
         }
     }
+    announce_created(ctx, cluster, &created, desired.apply.len()).await;
     let now_replicas = applied
         .statefulset
         .as_ref()
@@ -461,6 +470,34 @@ struct Reconciled<'a> {
     missing_secrets: &'a [String],
     /// When the operator CA's next renewal step is due.
     tls_check: Option<Duration>,
+}
+
+/// Events for the children created now: a new cluster's (every child created at once) in one
+/// event on the cluster, which spares the API server nine event writes per cluster; a child
+/// added to an existing cluster in an event of its own.
+async fn announce_created(
+    ctx: &Context,
+    cluster: &ErlmcpCluster,
+    created: &[(String, String, String)],
+    desired: usize,
+) {
+    if created.len() > 1 && created.len() == desired {
+        let names: Vec<String> = created
+            .iter()
+            .map(|(_, kind, name)| format!("{kind} {name}"))
+            .collect();
+        let note = format!("created {} objects: {}", created.len(), names.join(", "));
+        ctx.events.cluster(cluster, false, "Created", &note).await;
+        return;
+    }
+    for (api_version, kind, name) in created {
+        let child = ChildRef {
+            api_version,
+            kind,
+            name,
+        };
+        ctx.events.child(cluster, child, ChildReason::Created).await;
+    }
 }
 
 fn child_ref(child: &desired::Child) -> ChildRef<'_> {
