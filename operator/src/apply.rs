@@ -54,15 +54,15 @@ pub async fn merge_patch(
     .await
 }
 
-/// Create a generated object the caller found missing ([`get`]). Returns the object when it
-/// was created now, None when another reconcile (or a human) created it in between.
+/// Create a generated object the caller found missing ([`get`]). Returns true when it was
+/// created now, false when another reconcile (or a human) created it in between.
 /// `fill` supplies the generated content.
 pub async fn create_once(
     client: &Client,
     ns: &str,
     child: &Child,
     fill: impl FnOnce(&mut Value) -> anyhow::Result<()>,
-) -> anyhow::Result<Option<DynamicObject>> {
+) -> anyhow::Result<bool> {
     let api = api_for(client, ns, &child.api_version, &child.kind);
     let mut object = child.object.clone();
     fill(&mut object)?;
@@ -77,9 +77,9 @@ pub async fn create_once(
         )
         .await
     {
-        Ok(created) => Ok(Some(created)),
+        Ok(_) => Ok(true),
         // Another reconcile (or operator replica) won the race: theirs stands, never overwritten.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

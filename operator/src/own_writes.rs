@@ -49,13 +49,6 @@ struct Record {
 pub struct OwnWrites(Arc<Mutex<Record>>);
 
 impl OwnWrites {
-    /// The operator created `o` (as the server returned it): its echo is no news.
-    pub fn created<K: Resource>(&self, o: &K) {
-        if let Some(uid) = o.meta().uid.clone() {
-            self.lock().seen.insert(uid, signature(o));
-        }
-    }
-
     /// The operator applied the desired object digested as `desired` and the server stored `o`.
     pub fn applied<K: Resource>(&self, o: &K, desired: u64) {
         if let Some(uid) = o.meta().uid.clone() {
@@ -197,7 +190,7 @@ mod tests {
     fn the_echo_of_an_own_write_does_not_reconcile() {
         use watcher::Event::*;
         let seen = OwnWrites::default();
-        seen.created(&sts("a", 1, "10")); // the operator created it
+        seen.applied(&sts("a", 1, "10"), 7); // the operator created it
         let s = futures::stream::iter(
             vec![
                 Apply(sts("a", 1, "10")), // its creation, back through the watch

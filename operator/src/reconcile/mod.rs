@@ -67,7 +67,8 @@ pub struct Context {
     pub events: Events,
     /// Caches, last outcomes, held health changes and backoffs (see [`crate::triggers`]).
     pub watched: Watched,
-    /// What the operator itself last wrote of each child: the watch's echo of it is dropped.
+    /// What the operator last applied of each child: unchanged children are not applied again,
+    /// and the watch's echo of an apply is dropped.
     pub own_writes: OwnWrites,
     /// How long a Secret write takes to reach every pod (`--ca-propagation-seconds`): the
     /// operator CA's roll waits this long between dependent steps.

@@ -49,8 +49,7 @@ pub(super) async fn ensure_generated_secrets(
         let created = apply::create_once(&ctx.client, &ns, child, fill_generated())
             .await
             .map_err(Error::GeneratedSecret)?;
-        if let Some(created) = created {
-            ctx.own_writes.created(&created);
+        if created {
             info!(kind = %child.kind, name = %child.name, "created");
             ctx.events
                 .child(cluster, child_ref(child), ChildReason::Generated)
