@@ -1,6 +1,9 @@
 //! [`from_parts`]: the environment laid over the file (ports, logging, rate limit, TLS, bind
 //! address, node name, cookies, page size), then the cross-field checks (the `mcp` section's
 //! validation, DNS discovery interval, port collisions), into one [`RuntimeConfig`].
+//!
+//! Each section below collects its own errors into the shared list, so one start reports every
+//! bad value at once rather than the first.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -12,49 +15,92 @@ use super::{ConfigError, ConfigErrors, Env, RuntimeConfig};
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "warning", "error"];
 
+type Errors = Vec<ConfigError>;
+
+fn error(errs: &mut Errors, field: &str, message: impl Into<String>) {
+    errs.push(ConfigError {
+        field: field.into(),
+        message: message.into(),
+    });
+}
+
 pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeConfig, ConfigErrors> {
     let mut errs = Vec::new();
+    overlay_ports(&mut file, env, &mut errs);
+    let (environment, log_format) = resolve_logging(&mut file, env, &mut errs);
+    overlay_rate_limit(&mut file, env, &mut errs);
+    let client_tls = resolve_client_tls(&mut file, env, &mut errs);
+    let bind = bind_address(env, &mut errs);
+    let node_name = node_name(env);
+    let cookie = cookie(&file, env, &mut errs);
+    let previous_cookie = previous_cookie(&file, env);
+    let page_size = page_size(env, &mut errs);
+    check_sections(&file, &mut errs);
+    check_ports(&file, &mut errs);
 
-    if let Some(v) = env.get("ERLMCP_PORT") {
-        if let Some(p) = parse_port(&mut errs, "ERLMCP_PORT", &v) {
-            file.mcp.transports.port = p;
-        }
+    if !errs.is_empty() {
+        return Err(ConfigErrors(errs));
     }
-    if let Some(v) = env.get("HEALTH_PORT") {
-        if let Some(p) = parse_port(&mut errs, "HEALTH_PORT", &v) {
-            file.observe.health_port = p;
-        }
+    Ok(RuntimeConfig {
+        log_level: file.logging.level.clone(),
+        log_format,
+        file,
+        bind,
+        node_name,
+        environment,
+        cookie,
+        previous_cookie,
+        client_tls,
+        page_size,
+    })
+}
+
+fn overlay_ports(file: &mut DataplaneConfig, env: &dyn Env, errs: &mut Errors) {
+    let mut port = |name: &str| {
+        let v = env.get(name)?;
+        parse_port(errs, name, &v)
+    };
+    if let Some(p) = port("ERLMCP_PORT") {
+        file.mcp.transports.port = p;
     }
-    if let Some(v) = env.get("METRICS_PORT") {
-        if let Some(p) = parse_port(&mut errs, "METRICS_PORT", &v) {
-            file.observe.metrics_port = p;
-        }
+    if let Some(p) = port("HEALTH_PORT") {
+        file.observe.health_port = p;
     }
-    if let Some(v) = env.get("ERLMCP_TCP_PORT") {
-        if let Some(p) = parse_port(&mut errs, "ERLMCP_TCP_PORT", &v) {
-            file.mcp.transports.tcp.port = p;
-            file.mcp.transports.tcp.enabled = true;
-        }
+    if let Some(p) = port("METRICS_PORT") {
+        file.observe.metrics_port = p;
     }
+    if let Some(p) = port("ERLMCP_TCP_PORT") {
+        file.mcp.transports.tcp.port = p;
+        file.mcp.transports.tcp.enabled = true;
+    }
+}
+
+/// The level and format after the environment, and the environment's name, which picks the
+/// text format for development unless a format is given.
+fn resolve_logging(
+    file: &mut DataplaneConfig,
+    env: &dyn Env,
+    errs: &mut Errors,
+) -> (String, String) {
     if let Some(v) = env.get("ERLMCP_LOG_LEVEL") {
         if LOG_LEVELS.contains(&v.to_ascii_lowercase().as_str()) {
             file.logging.level = v.to_ascii_lowercase();
         } else {
-            errs.push(ConfigError {
-                field: "ERLMCP_LOG_LEVEL".into(),
-                message: format!("{v:?} is not one of {}", LOG_LEVELS.join(", ")),
-            });
+            let levels = LOG_LEVELS.join(", ");
+            error(
+                errs,
+                "ERLMCP_LOG_LEVEL",
+                format!("{v:?} is not one of {levels}"),
+            );
         }
     }
     if !LOG_LEVELS.contains(&file.logging.level.as_str()) {
-        errs.push(ConfigError {
-            field: "logging.level".into(),
-            message: format!(
-                "{:?} is not one of {}",
-                file.logging.level,
-                LOG_LEVELS.join(", ")
-            ),
-        });
+        let (level, levels) = (&file.logging.level, LOG_LEVELS.join(", "));
+        error(
+            errs,
+            "logging.level",
+            format!("{level:?} is not one of {levels}"),
+        );
     }
     let environment = env.get("ERLMCP_ENV").unwrap_or_else(|| "production".into());
     let mut log_format = file.logging.format.clone();
@@ -67,13 +113,15 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeCon
         log_format = "text".into();
     }
     if log_format != "json" && log_format != "text" {
-        errs.push(ConfigError {
-            field: "logging.format".into(),
-            message: format!("{log_format:?} is not json or text"),
-        });
+        let message = format!("{log_format:?} is not json or text");
+        error(errs, "logging.format", message);
     }
+    (environment, log_format)
+}
+
+fn overlay_rate_limit(file: &mut DataplaneConfig, env: &dyn Env, errs: &mut Errors) {
     if let Some(v) = env.get("RATE_LIMIT_ENABLED") {
-        if let Some(b) = parse_bool(&mut errs, "RATE_LIMIT_ENABLED", &v) {
+        if let Some(b) = parse_bool(errs, "RATE_LIMIT_ENABLED", &v) {
             file.mcp.rate_limit.enabled = b;
         }
     }
@@ -84,30 +132,29 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeCon
                 file.mcp.rate_limit.requests_per_second = n;
                 file.mcp.rate_limit.burst = n.saturating_mul(2);
             }
-            _ => errs.push(ConfigError {
-                field: "RATE_LIMIT_PER_SECOND".into(),
-                message: format!("{v:?} is not a positive integer"),
-            }),
+            _ => error(
+                errs,
+                "RATE_LIMIT_PER_SECOND",
+                format!("{v:?} is not a positive integer"),
+            ),
         }
     }
+}
 
-    // TLS on the client port: the file's `tls` section, or the original's variables.
-    let tls_enabled = match env
-        .get("TLS_ENABLED")
-        .or_else(|| env.get("ERLMCP_TLS_ENABLED"))
-    {
-        Some(v) => parse_bool(&mut errs, "TLS_ENABLED", &v),
-        None => None,
-    };
-    let cert = env
-        .get("TLS_CERT_FILE")
-        .or_else(|| env.get("ERLMCP_TLS_CERT_FILE"));
-    let key = env
-        .get("TLS_KEY_FILE")
-        .or_else(|| env.get("ERLMCP_TLS_KEY_FILE"));
-    let ca = env
-        .get("TLS_CA_FILE")
-        .or_else(|| env.get("ERLMCP_TLS_CA_FILE"));
+/// TLS on the client port: the file's `tls` section, or the original's variables laid over it.
+/// Returns the section when client TLS is on, after checking its files exist.
+fn resolve_client_tls(
+    file: &mut DataplaneConfig,
+    env: &dyn Env,
+    errs: &mut Errors,
+) -> Option<TlsFiles> {
+    let var = |name: &str| env.get(name).or_else(|| env.get(&format!("ERLMCP_{name}")));
+    let tls_enabled = var("TLS_ENABLED").and_then(|v| parse_bool(errs, "TLS_ENABLED", &v));
+    let (cert, key, ca) = (
+        var("TLS_CERT_FILE"),
+        var("TLS_KEY_FILE"),
+        var("TLS_CA_FILE"),
+    );
     if cert.is_some() || key.is_some() || tls_enabled == Some(true) {
         let mut t = file.tls.clone().unwrap_or(TlsFiles {
             cert_file: String::new(),
@@ -141,34 +188,29 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeCon
             ("tls.keyFile (TLS_KEY_FILE)", &t.key_file),
         ] {
             if path.is_empty() {
-                errs.push(ConfigError {
-                    field: field.into(),
-                    message: "is required when TLS is enabled".into(),
-                });
+                error(errs, field, "is required when TLS is enabled");
             } else if let Err(e) = std::fs::metadata(path) {
-                errs.push(ConfigError {
-                    field: field.into(),
-                    message: format!("{path}: {e}"),
-                });
+                error(errs, field, format!("{path}: {e}"));
             }
         }
     }
+    client_tls
+}
 
-    let bind = match env.get("ERLMCP_BIND_ADDRESS") {
-        None => IpAddr::from([0, 0, 0, 0]),
-        Some(v) => match v.trim().parse::<IpAddr>() {
-            Ok(a) => a,
-            Err(_) => {
-                errs.push(ConfigError {
-                    field: "ERLMCP_BIND_ADDRESS".into(),
-                    message: format!("{v:?} is not an IP address"),
-                });
-                IpAddr::from([0, 0, 0, 0])
-            }
-        },
+fn bind_address(env: &dyn Env, errs: &mut Errors) -> IpAddr {
+    let any = IpAddr::from([0, 0, 0, 0]);
+    let Some(v) = env.get("ERLMCP_BIND_ADDRESS") else {
+        return any;
     };
+    v.trim().parse::<IpAddr>().unwrap_or_else(|_| {
+        let message = format!("{v:?} is not an IP address");
+        error(errs, "ERLMCP_BIND_ADDRESS", message);
+        any
+    })
+}
 
-    let node_name = env.get("ERLMCP_NODE_NAME").unwrap_or_else(|| {
+fn node_name(env: &dyn Env) -> String {
+    env.get("ERLMCP_NODE_NAME").unwrap_or_else(|| {
         let host = env
             .get("HOSTNAME")
             .or_else(|| {
@@ -178,65 +220,60 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeCon
             })
             .unwrap_or_else(|| "localhost".into());
         format!("erlmcp@{host}")
-    });
+    })
+}
 
-    let cookie = if let Some(c) = env.get("ERLANG_COOKIE") {
-        Some(c)
-    } else if let Some(path) = env
+fn cookie(file: &DataplaneConfig, env: &dyn Env, errs: &mut Errors) -> Option<String> {
+    if let Some(c) = env.get("ERLANG_COOKIE") {
+        return Some(c);
+    }
+    let path = env
         .get("ERLANG_COOKIE_FILE")
-        .or_else(|| file.cluster.cookie_file.clone())
-    {
-        match std::fs::read_to_string(&path) {
-            Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            Ok(_) => {
-                errs.push(ConfigError {
-                    field: "ERLANG_COOKIE_FILE".into(),
-                    message: format!("{path} is empty"),
-                });
-                None
-            }
-            Err(e) => {
-                errs.push(ConfigError {
-                    field: "ERLANG_COOKIE_FILE".into(),
-                    message: format!("{path}: {e}"),
-                });
-                None
-            }
+        .or_else(|| file.cluster.cookie_file.clone())?;
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Ok(_) => {
+            error(errs, "ERLANG_COOKIE_FILE", format!("{path} is empty"));
+            None
         }
-    } else {
-        None
-    };
+        Err(e) => {
+            error(errs, "ERLANG_COOKIE_FILE", format!("{path}: {e}"));
+            None
+        }
+    }
+}
 
-    // Optional by design: the operator always points at the Secret key, which exists only
-    // while a rotation is under way.
-    let previous_cookie = env.get("ERLANG_COOKIE_PREVIOUS").or_else(|| {
-        env.get("ERLANG_COOKIE_PREVIOUS_FILE")
-            .or_else(|| file.cluster.previous_cookie_file.clone())
-            .and_then(|path| std::fs::read_to_string(path).ok())
-    });
-    let previous_cookie = previous_cookie
+/// Optional by design: the operator always points at the Secret key, which exists only while a
+/// rotation is under way.
+fn previous_cookie(file: &DataplaneConfig, env: &dyn Env) -> Option<String> {
+    env.get("ERLANG_COOKIE_PREVIOUS")
+        .or_else(|| {
+            env.get("ERLANG_COOKIE_PREVIOUS_FILE")
+                .or_else(|| file.cluster.previous_cookie_file.clone())
+                .and_then(|path| std::fs::read_to_string(path).ok())
+        })
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+        .filter(|s| !s.is_empty())
+}
 
-    let page_size = match env.get("ERLMCP_LIST_PAGE_SIZE") {
-        None => 100,
-        Some(v) => match v.trim().parse::<usize>() {
-            Ok(n) if n > 0 => n,
-            _ => {
-                errs.push(ConfigError {
-                    field: "ERLMCP_LIST_PAGE_SIZE".into(),
-                    message: format!("{v:?} is not a positive integer"),
-                });
-                100
-            }
-        },
+fn page_size(env: &dyn Env, errs: &mut Errors) -> usize {
+    let Some(v) = env.get("ERLMCP_LIST_PAGE_SIZE") else {
+        return 100;
     };
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => n,
+        _ => {
+            let message = format!("{v:?} is not a positive integer");
+            error(errs, "ERLMCP_LIST_PAGE_SIZE", message);
+            100
+        }
+    }
+}
 
+/// The `mcp` section's own validation and the discovery interval.
+fn check_sections(file: &DataplaneConfig, errs: &mut Errors) {
     for fe in erlmcp_crds::validate::validate_mcp(&file.mcp, "mcp") {
-        errs.push(ConfigError {
-            field: fe.path,
-            message: fe.message,
-        });
+        error(errs, &fe.path, fe.message);
     }
     // Zero would mean a lookup loop without pause; the env form (`dns:name,secs`) refuses it too.
     if let erlmcp_crds::Discovery::Dns {
@@ -244,64 +281,37 @@ pub fn from_parts(mut file: DataplaneConfig, env: &dyn Env) -> Result<RuntimeCon
         ..
     } = file.cluster.discovery
     {
-        errs.push(ConfigError {
-            field: "cluster.discovery.intervalSeconds".into(),
-            message: "must be at least 1 (got 0)".into(),
-        });
+        let field = "cluster.discovery.intervalSeconds";
+        error(errs, field, "must be at least 1 (got 0)");
     }
-    // Ports must not collide.
-    let mut ports: BTreeMap<u16, &str> = BTreeMap::new();
-    let mut claim = |port: u16, what: &'static str, errs: &mut Vec<ConfigError>| {
-        if port == 0 {
-            errs.push(ConfigError {
-                field: what.into(),
-                message: "must be between 1 and 65535".into(),
-            });
-        } else if let Some(other) = ports.insert(port, what) {
-            errs.push(ConfigError {
-                field: what.into(),
-                message: format!("port {port} is already used by {other}"),
-            });
-        }
-    };
-    claim(
-        file.mcp.transports.port,
-        "mcp.transports.port (ERLMCP_PORT)",
-        &mut errs,
-    );
-    claim(
-        file.observe.health_port,
-        "observe.healthPort (HEALTH_PORT)",
-        &mut errs,
-    );
-    claim(
-        file.observe.metrics_port,
-        "observe.metricsPort (METRICS_PORT)",
-        &mut errs,
-    );
-    if file.mcp.transports.tcp.enabled {
-        claim(
-            file.mcp.transports.tcp.port,
-            "mcp.transports.tcp.port",
-            &mut errs,
-        );
-    }
+}
 
-    if !errs.is_empty() {
-        return Err(ConfigErrors(errs));
+/// Every listening port is in range and used once.
+fn check_ports(file: &DataplaneConfig, errs: &mut Errors) {
+    let t = &file.mcp.transports;
+    let mut listeners = vec![
+        (t.port, "mcp.transports.port (ERLMCP_PORT)"),
+        (file.observe.health_port, "observe.healthPort (HEALTH_PORT)"),
+        (
+            file.observe.metrics_port,
+            "observe.metricsPort (METRICS_PORT)",
+        ),
+    ];
+    if t.tcp.enabled {
+        listeners.push((t.tcp.port, "mcp.transports.tcp.port"));
     }
-    Ok(RuntimeConfig {
-        log_level: file.logging.level.clone(),
-        log_format,
-        file,
-        bind,
-        node_name,
-        environment,
-        cookie,
-        previous_cookie,
-        client_tls,
-        page_size,
-    })
+    let mut taken: BTreeMap<u16, &str> = BTreeMap::new();
+    for (port, what) in listeners {
+        if port == 0 {
+            error(errs, what, "must be between 1 and 65535");
+        } else if let Some(other) = taken.insert(port, what) {
+            error(
+                errs,
+                what,
+                format!("port {port} is already used by {other}"),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
