@@ -6,7 +6,11 @@
 # CRD, runs the operator binary on loopback, creates N ErlmcpClusters with `replicas: 0`, waits
 # until the operator has observed every one (status.observedGeneration == generation), then
 # stays idle for IDLE_SECONDS and writes JSON:
+#   create_seconds         creation start -> the last create answered
 #   all_observed_seconds   creation start -> every cluster observed
+#   observed_after_create_seconds  the last create answered -> every cluster observed
+#   api_requests_to_observe  apiserver_request_total deltas (every verb but WATCH) from creation
+#                          start to all observed, by verb/resource (the creates themselves count)
 #   reconciles             erlmcp_operator_reconciliations_total, by result and summed
 #   status_refreshes, status_writes_skipped
 #   rss_mib                operator VmRSS after the run (and the peak, VmHWM)
@@ -19,13 +23,14 @@
 #
 # Usage: e2e/bench/scale.sh            N=1000 IDLE_SECONDS=60 PROFILE=release
 #        N=300 E2E_K8S=1.20 OUT=/tmp/scale.json e2e/bench/scale.sh
-# Env: N, IDLE_SECONDS, OBSERVE_TIMEOUT (s, default 900), PROFILE (release|dev), OPERATOR_BIN
+# Env: N, CREATORS (parallel `kubectl create` processes, default 1), IDLE_SECONDS, OBSERVE_TIMEOUT (s, default 900), PROFILE (release|dev), OPERATOR_BIN
 #      (skip the build), STATE_DIR (default .cache/k8s-bench), KEEP=1 (leave the plane running),
 #      OUT (default target/bench/scale-<plane>-<N>.json), OPERATOR_ARGS (extra flags).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 N=${N:-1000}
+CREATORS=${CREATORS:-1}
 IDLE_SECONDS=${IDLE_SECONDS:-60}
 OBSERVE_TIMEOUT=${OBSERVE_TIMEOUT:-900}
 PROFILE=${PROFILE:-release}
@@ -65,7 +70,9 @@ export KUBECONFIG
 KUBECTL=$(bash scripts/tools.sh kubectl | tail -n1)
 k() { "$KUBECTL" "$@"; }
 
-k apply --server-side -f crds/erlmcp.io_erlmcpclusters.yaml >&2
+# Without client-side validation, as e2e/src/env/kubectl.rs installs it: servers before 1.25
+# (E2E_K8S=1.20) do not know the CEL rules and drop them; their server-side apply refuses them.
+k apply --validate=false -f crds/erlmcp.io_erlmcpclusters.yaml >&2
 # Not `kubectl wait --for condition=Established`: on a CRD whose status has no conditions yet
 # (the moment after create) it fails at once instead of waiting.
 for _ in $(seq 1 60); do
@@ -110,16 +117,24 @@ for line in sys.stdin:
 print(json.dumps(out))'
 }
 
-log "creating $N ErlmcpClusters (replicas 0) in namespace $NS"
-python3 - "$N" "$NS" >"$WORK/clusters.yaml" <<'EOF'
+log "creating $N ErlmcpClusters (replicas 0) in namespace $NS, $CREATORS kubectl at once"
+# One file per creator, clusters dealt round-robin.
+python3 - "$N" "$NS" "$CREATORS" "$WORK" <<'EOF'
 import sys
-n, ns = int(sys.argv[1]), sys.argv[2]
+n, ns, k, work = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+files = [open(f"{work}/clusters-{j}.yaml", "w") for j in range(k)]
 for i in range(n):
-    print(f"---\napiVersion: erlmcp.io/v1alpha1\nkind: ErlmcpCluster\nmetadata:\n  name: c{i:04d}\n  namespace: {ns}\nspec:\n  replicas: 0")
+    print(f"---\napiVersion: erlmcp.io/v1alpha1\nkind: ErlmcpCluster\nmetadata:\n  name: c{i:04d}\n  namespace: {ns}\nspec:\n  replicas: 0", file=files[i % k])
 EOF
+API_CREATE0=$(api_requests)
 CPU0=$(cpu_ticks)
 T0=$(date +%s.%N)
-k create -f "$WORK/clusters.yaml" >/dev/null
+CREATE_PIDS=()
+for ((j = 0; j < CREATORS; j++)); do
+  k create -f "$WORK/clusters-$j.yaml" >/dev/null &
+  CREATE_PIDS+=($!)
+done
+for pid in "${CREATE_PIDS[@]}"; do wait "$pid" || die "kubectl create failed"; done
 T_CREATED=$(date +%s.%N)
 log "created in $(python3 -c "print(round($T_CREATED - $T0, 1))") s; waiting until every one is observed"
 observed() {
@@ -141,6 +156,7 @@ done
 T_OBSERVED=$(date +%s.%N)
 CPU_OBSERVED=$(cpu_ticks)
 RECONCILES_AT_OBSERVED=$(metric_sum erlmcp_operator_reconciliations_total)
+API_OBSERVED=$(api_requests)
 log "all $N observed after $(python3 -c "print(round($T_OBSERVED - $T0, 1))") s; settling 15 s, then idle for ${IDLE_SECONDS}s"
 sleep 15
 API0=$(api_requests)
@@ -169,6 +185,9 @@ a0, a1 = json.loads('$API0'), json.loads('$API1')
 idle_min = $IDLE_SECONDS / 60
 idle_api = {k: round((a1.get(k, 0) - a0.get(k, 0)) / idle_min, 1) for k in sorted(set(a0) | set(a1))}
 idle_api = {k: v for k, v in idle_api.items() if v}
+c0, c1 = json.loads('$API_CREATE0'), json.loads('$API_OBSERVED')
+to_observe = {k: int(c1.get(k, 0) - c0.get(k, 0)) for k in sorted(set(c0) | set(c1))}
+to_observe = {k: v for k, v in to_observe.items() if v}
 out = {
     "n": $N,
     "plane": "$PLANE",
@@ -176,7 +195,10 @@ out = {
     "operator_profile": "$PROFILE",
     "operator_commit": "$(git rev-parse --short HEAD)",
     "create_seconds": round($T_CREATED - $T0, 2),
+    "creators": $CREATORS,
     "all_observed_seconds": round($T_OBSERVED - $T0, 2),
+    "observed_after_create_seconds": round($T_OBSERVED - $T_CREATED, 2),
+    "api_requests_to_observe": {"total": sum(to_observe.values()), "by_verb_resource": to_observe},
     "reconciles": {"total": sum(by_result.values()), "at_all_observed": int($RECONCILES_AT_OBSERVED),
                    "during_idle": int($REC_IDLE1 - $REC_IDLE0), "by_result": by_result},
     "status_refreshes": one("erlmcp_operator_status_refreshes_total"),
