@@ -49,6 +49,24 @@ impl Runner {
         })
     }
 
+    /// Runs one probe now and schedules its next run a period after it answered.
+    async fn probe_once(
+        &self,
+        spec: &k8s_openapi::api::core::v1::Container,
+        p: &mut ProbeRun,
+    ) -> Result<(), String> {
+        let res = probe::run(
+            &Handler::of_probe(&p.probe),
+            spec,
+            self.p.ip,
+            self.exec_target(),
+            p.timeout(),
+        )
+        .await;
+        p.next = Instant::now() + p.period();
+        res
+    }
+
     /// Probes the running process until it exits, a probe kills it, or a stop arrives.
     pub(super) async fn supervise(
         &mut self,
@@ -102,15 +120,7 @@ impl Runner {
             // Startup probe gates the others.
             if !self.view.started {
                 if let Some(p) = startup.as_mut().filter(|p| p.next <= now_i) {
-                    let res = probe::run(
-                        &Handler::of_probe(&p.probe),
-                        &spec,
-                        self.p.ip,
-                        self.exec_target(),
-                        p.timeout(),
-                    )
-                    .await;
-                    p.next = Instant::now() + p.period();
+                    let res = self.probe_once(&spec, p).await;
                     match res {
                         Ok(()) => {
                             self.view.started = true;
@@ -142,15 +152,7 @@ impl Runner {
                 continue;
             }
             if let Some(p) = liveness.as_mut().filter(|p| p.next <= now_i) {
-                let res = probe::run(
-                    &Handler::of_probe(&p.probe),
-                    &spec,
-                    self.p.ip,
-                    self.exec_target(),
-                    p.timeout(),
-                )
-                .await;
-                p.next = Instant::now() + p.period();
+                let res = self.probe_once(&spec, p).await;
                 match res {
                     Ok(()) => p.failures = 0,
                     Err(msg) => {
@@ -172,15 +174,7 @@ impl Runner {
                 }
             }
             if let Some(p) = readiness.as_mut().filter(|p| p.next <= now_i) {
-                let res = probe::run(
-                    &Handler::of_probe(&p.probe),
-                    &spec,
-                    self.p.ip,
-                    self.exec_target(),
-                    p.timeout(),
-                )
-                .await;
-                p.next = Instant::now() + p.period();
+                let res = self.probe_once(&spec, p).await;
                 let was = self.view.ready;
                 match res {
                     Ok(()) => {
