@@ -33,14 +33,42 @@ pub fn content_hash(object: &Value) -> u64 {
     h.finish()
 }
 
+/// What a status write leaves as it was: the generation (the spec) and the metadata others may
+/// edit (labels, annotations, owners, finalizers). None for kinds without a generation, where
+/// any write may be to the part the operator applies.
+fn spec_and_metadata<K: Resource>(o: &K) -> Option<u64> {
+    let m = o.meta();
+    let generation = m.generation?;
+    let metadata = serde_json::to_string(&(
+        &m.labels,
+        &m.annotations,
+        &m.owner_references,
+        &m.finalizers,
+        &m.deletion_timestamp,
+    ))
+    .ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (generation, metadata).hash(&mut h);
+    Some(h.finish())
+}
+
+/// What the operator last applied of one child.
+struct Applied {
+    /// The stored object's resourceVersion: any change at all moves it.
+    resource_version: String,
+    /// The digest of the desired object sent.
+    desired: u64,
+    /// [`spec_and_metadata`] of the stored object: a StatefulSet's or an HPA's status moves
+    /// its resourceVersion every few seconds, and re-applying for that changes nothing.
+    spec_and_metadata: Option<u64>,
+}
+
 #[derive(Default)]
 struct Record {
     /// The last signature seen of each child (uid), from the watch and from own writes.
     seen: HashMap<String, String>,
-    /// What the operator last applied of each child (uid): the stored object's resourceVersion
-    /// (any change at all moves it, metadata and status included) and the digest of the
-    /// desired object it sent.
-    applied: HashMap<String, (String, u64)>,
+    /// What the operator last applied of each child (uid).
+    applied: HashMap<String, Applied>,
 }
 
 /// The operator's record of its children, shared by the child watches and the reconciles.
@@ -52,24 +80,30 @@ impl OwnWrites {
     /// The operator applied the desired object digested as `desired` and the server stored `o`.
     pub fn applied<K: Resource>(&self, o: &K, desired: u64) {
         if let Some(uid) = o.meta().uid.clone() {
-            let rv = o.meta().resource_version.clone().unwrap_or_default();
+            let applied = Applied {
+                resource_version: o.meta().resource_version.clone().unwrap_or_default(),
+                desired,
+                spec_and_metadata: spec_and_metadata(o),
+            };
             let mut r = self.lock();
             r.seen.insert(uid.clone(), signature(o));
-            r.applied.insert(uid, (rv, desired));
+            r.applied.insert(uid, applied);
         }
     }
 
-    /// Whether `current` (the child as cached) is still, to the resourceVersion, what the
-    /// server returned when the operator last applied the same desired object: nothing
-    /// changed it since, so applying again would change nothing.
+    /// Whether `current` (the child as cached) is still what the server returned when the
+    /// operator last applied the same desired object, to the resourceVersion or, for kinds
+    /// with a generation, but for its status: applying again would change nothing.
     pub fn unchanged<K: Resource>(&self, current: &K, desired: u64) -> bool {
         let (Some(uid), Some(rv)) = (&current.meta().uid, &current.meta().resource_version) else {
             return false;
         };
-        self.lock()
-            .applied
-            .get(uid)
-            .is_some_and(|(at, d)| at == rv && *d == desired)
+        self.lock().applied.get(uid).is_some_and(|a| {
+            a.desired == desired
+                && (&a.resource_version == rv
+                    || a.spec_and_metadata
+                        .is_some_and(|h| Some(h) == spec_and_metadata(current)))
+        })
     }
 
     /// Whether `o` differs from the last signature seen of it; remembers it.
@@ -260,8 +294,26 @@ mod tests {
         w.applied(&sts("a", 1, "10"), desired);
         assert!(w.unchanged(&sts("a", 1, "10"), desired), "as applied");
         assert!(
-            !w.unchanged(&sts("a", 1, "11"), desired),
-            "its status or metadata moved"
+            w.unchanged(&sts("a", 1, "11"), desired),
+            "only its status moved"
+        );
+        let mut relabelled = sts("a", 1, "11");
+        relabelled.metadata.labels = Some([("app".to_string(), "x".to_string())].into());
+        assert!(
+            !w.unchanged(&relabelled, desired),
+            "someone edited its labels"
+        );
+        let cm = |rv: &str| -> ConfigMap {
+            serde_json::from_value(
+                json!({"metadata": {"name": "c", "uid": "u", "resourceVersion": rv}}),
+            )
+            .unwrap()
+        };
+        w.applied(&cm("5"), desired);
+        assert!(w.unchanged(&cm("5"), desired), "as applied");
+        assert!(
+            !w.unchanged(&cm("6"), desired),
+            "no generation: any write may be to what the operator applies"
         );
         assert!(
             !w.unchanged(&sts("a", 2, "12"), desired),
