@@ -23,7 +23,8 @@
 #
 # Usage: e2e/bench/scale.sh            N=1000 IDLE_SECONDS=60 PROFILE=release
 #        N=300 E2E_K8S=1.20 OUT=/tmp/scale.json e2e/bench/scale.sh
-# Env: N, CREATORS (parallel `kubectl create` processes, default 1), IDLE_SECONDS, OBSERVE_TIMEOUT (s, default 900), PROFILE (release|dev), OPERATOR_BIN
+# Env: N, CREATORS (parallel `kubectl create` processes, default 1), IDLE_SECONDS,
+#      OBSERVE_TIMEOUT (s, default 900), PROFILE (release|dev), OPERATOR_BIN
 #      (skip the build), STATE_DIR (default .cache/k8s-bench), KEEP=1 (leave the plane running),
 #      OUT (default target/bench/scale-<plane>-<N>.json), OPERATOR_ARGS (extra flags).
 set -euo pipefail

@@ -39,7 +39,8 @@ pub fn content_hash(object: &Value) -> u64 {
 fn spec_and_metadata<K: Resource>(o: &K) -> Option<u64> {
     let m = o.meta();
     let generation = m.generation?;
-    let metadata = serde_json::to_string(&(
+    let kept = serde_json::to_value((
+        generation,
         &m.labels,
         &m.annotations,
         &m.owner_references,
@@ -47,9 +48,7 @@ fn spec_and_metadata<K: Resource>(o: &K) -> Option<u64> {
         &m.deletion_timestamp,
     ))
     .ok()?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (generation, metadata).hash(&mut h);
-    Some(h.finish())
+    Some(content_hash(&kept))
 }
 
 /// What the operator last applied of one child.
@@ -98,12 +97,17 @@ impl OwnWrites {
         let (Some(uid), Some(rv)) = (&current.meta().uid, &current.meta().resource_version) else {
             return false;
         };
-        self.lock().applied.get(uid).is_some_and(|a| {
-            a.desired == desired
-                && (&a.resource_version == rv
-                    || a.spec_and_metadata
-                        .is_some_and(|h| Some(h) == spec_and_metadata(current)))
-        })
+        let Some((same_rv, same_desired, at_apply)) = self.lock().applied.get(uid).map(|a| {
+            (
+                &a.resource_version == rv,
+                a.desired == desired,
+                a.spec_and_metadata,
+            )
+        }) else {
+            return false;
+        };
+        // The digest of the cached object is taken outside the lock the watches share.
+        same_desired && (same_rv || at_apply.is_some_and(|h| Some(h) == spec_and_metadata(current)))
     }
 
     /// Whether `o` differs from the last signature seen of it; remembers it.
