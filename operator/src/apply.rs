@@ -54,15 +54,15 @@ pub async fn merge_patch(
     .await
 }
 
-/// Create a generated object the caller found missing ([`get`]). Returns true when it was
-/// created now, false when another reconcile (or a human) created it in between.
-/// `fill` supplies the generated content.
+/// Create a generated object the caller found missing. Returns the object as stored when it
+/// was created now, None when it exists already (another reconcile or a human made it, or it
+/// was restored from a backup). `fill` supplies the generated content.
 pub async fn create_once(
     client: &Client,
     ns: &str,
     child: &Child,
     fill: impl FnOnce(&mut Value) -> anyhow::Result<()>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<DynamicObject>> {
     let api = api_for(client, ns, &child.api_version, &child.kind);
     let mut object = child.object.clone();
     fill(&mut object)?;
@@ -77,9 +77,10 @@ pub async fn create_once(
         )
         .await
     {
-        Ok(_) => Ok(true),
-        // Another reconcile (or operator replica) won the race: theirs stands, never overwritten.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Ok(created) => Ok(Some(created)),
+        // It exists (another reconcile or operator replica won the race, or a backup restored
+        // it): theirs stands, never overwritten.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

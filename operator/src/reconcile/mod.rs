@@ -168,9 +168,9 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
         return report_paused(ctx, cluster).await;
     }
     let names = Names::of(cluster);
-    ensure_generated_secrets(ctx, cluster, &names).await?;
+    let generated = ensure_generated_secrets(ctx, cluster, &names).await?;
     let tls_check = renew_operator_ca(ctx, cluster, &names).await?;
-    let secrets = read_secret_data(ctx, cluster, &names).await?;
+    let secrets = read_secret_data(ctx, cluster, &names, generated.data).await?;
     let desired = desired::build(
         cluster,
         &BuildContext {
@@ -182,6 +182,11 @@ async fn reconcile_inner(cluster: &ErlmcpCluster, ctx: &Context) -> Result<Actio
     );
     let owned = list_owned(ctx, cluster, &names).await?;
     let applied = apply_children(ctx, cluster, &desired, &owned).await?;
+    let created = Created {
+        generated: &generated.created,
+        applied: &applied.created,
+    };
+    announce_created(ctx, cluster, created, desired.apply.len()).await;
     // Prune only when everything applied: a half-applied state is no basis for deleting.
     let failure = match applied.failure {
         Some(e) => Some(e),
@@ -321,6 +326,8 @@ struct Applied {
     failure: Option<Error>,
     /// The StatefulSet was orphan-deleted for a volume resize and is not gone yet.
     recreate_pending: bool,
+    /// `(api_version, kind, name)` of each child created now.
+    created: Vec<(String, String, String)>,
 }
 
 /// Server-side apply every child; an event for each one created or changed, and for a scale.
@@ -344,9 +351,8 @@ async fn apply_children(
         statefulset: None,
         failure: None,
         recreate_pending: false,
+        created: Vec::new(),
     };
-    // (api_version, kind, name) of each child created now.
-    let mut created: Vec<(String, String, String)> = Vec::new();
     for child in &desired.apply {
         let prepared;
         let child = if child.kind == "StatefulSet" {
@@ -386,7 +392,7 @@ async fn apply_children(
                     Some(_) => None,
                 };
                 match why {
-                    Some(ChildReason::Created) => created.push((
+                    Some(ChildReason::Created) => applied.created.push((
                         child.api_version.clone(),
                         child.kind.clone(),
                         child.name.clone(),
@@ -410,7 +416,6 @@ async fn apply_children(
             }
         }
     }
-    announce_created(ctx, cluster, &created, desired.apply.len()).await;
     let now_replicas = applied
         .statefulset
         .as_ref()
@@ -473,31 +478,45 @@ struct Reconciled<'a> {
     tls_check: Option<Duration>,
 }
 
-/// Events for the children created now: a new cluster's (every child created at once) in one
-/// event on the cluster, which spares the API server nine event writes per cluster; a child
-/// added to an existing cluster in an event of its own.
+/// What a reconcile created: generated Secrets, then applied children, each as
+/// `(api_version, kind, name)`.
+struct Created<'a> {
+    generated: &'a [(String, String, String)],
+    applied: &'a [(String, String, String)],
+}
+
+/// Events for the children created now: a new cluster's (every child created at once, its
+/// generated cookie included) in one event on the cluster, which spares the API server ten
+/// event writes per cluster; a child added to an existing cluster in an event of its own.
 async fn announce_created(
     ctx: &Context,
     cluster: &ErlmcpCluster,
-    created: &[(String, String, String)],
+    created: Created<'_>,
     desired: usize,
 ) {
-    if created.len() > 1 && created.len() == desired {
-        let names: Vec<String> = created
-            .iter()
-            .map(|(_, kind, name)| format!("{kind} {name}"))
+    let each = created
+        .generated
+        .iter()
+        .map(|c| (c, ChildReason::Generated))
+        .chain(created.applied.iter().map(|c| (c, ChildReason::Created)));
+    if created.applied.len() > 1 && created.applied.len() == desired {
+        let names: Vec<String> = each
+            .map(|((_, kind, name), why)| match why {
+                ChildReason::Generated => format!("{kind} {name} (generated once)"),
+                _ => format!("{kind} {name}"),
+            })
             .collect();
-        let note = format!("created {} objects: {}", created.len(), names.join(", "));
+        let note = format!("created {} objects: {}", names.len(), names.join(", "));
         ctx.events.cluster(cluster, false, "Created", &note).await;
         return;
     }
-    for (api_version, kind, name) in created {
+    for ((api_version, kind, name), why) in each {
         let child = ChildRef {
             api_version,
             kind,
             name,
         };
-        ctx.events.child(cluster, child, ChildReason::Created).await;
+        ctx.events.child(cluster, child, why).await;
     }
 }
 

@@ -234,6 +234,21 @@ impl FakeApi {
         self.state.lock().unwrap().objects.get(path).cloned()
     }
 
+    /// Every stored object whose path starts with `prefix`, in path order.
+    pub fn objects_under(&self, prefix: &str) -> Vec<Value> {
+        let s = self.state.lock().unwrap();
+        s.objects
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// Delete an object behind the operator's back (a human with kubectl).
+    pub fn remove(&self, path: &str) -> Option<Value> {
+        self.state.lock().unwrap().objects.remove(path)
+    }
+
     pub fn put(&self, path: &str, obj: Value) {
         self.state
             .lock()
@@ -446,6 +461,9 @@ impl State {
     fn stored(&mut self, p: &ApiPath, body: Value) -> Value {
         self.rv += 1;
         let mut o = body;
+        if p.resource == "secrets" {
+            string_data_into_data(&mut o);
+        }
         o["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         if o["metadata"]["uid"].is_null() {
             o["metadata"]["uid"] = json!(format!("uid-{}", self.rv));
@@ -466,4 +484,18 @@ fn header(headers: &http::HeaderMap, name: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string()
+}
+
+/// What the API server does with a Secret's `stringData`: merged into `data`, base64-encoded.
+fn string_data_into_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    for (k, v) in strings {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+        secret["data"][k] = json!(encoded);
+    }
 }
