@@ -15,22 +15,39 @@ use serde_json::Value;
 use crate::desired::FIELD_MANAGER;
 
 /// What part of a child a reconcile cares about: its generation (spec) where it has one,
-/// else every change (ConfigMaps, Secrets, RBAC objects have no status to churn).
-fn signature<K: Resource>(o: &K) -> String {
+/// else every change (ConfigMaps, Secrets, RBAC objects have no status to churn). A digest:
+/// the record holds one per child, and 9,000 children's strings would be megabytes.
+fn signature<K: Resource>(o: &K) -> u64 {
     match o.meta().generation {
-        Some(g) => format!("g{g}"),
-        None => format!(
-            "rv{}",
-            o.meta().resource_version.clone().unwrap_or_default()
-        ),
+        Some(g) => digest(&("g", g)),
+        None => digest(&(
+            "rv",
+            o.meta().resource_version.as_deref().unwrap_or_default(),
+        )),
+    }
+}
+
+fn digest<T: Hash + ?Sized>(v: &T) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+/// The record's key of a child: its uid (a re-created child is another), else its name.
+fn key<K: Resource>(o: &K) -> u64 {
+    match &o.meta().uid {
+        Some(uid) => digest(uid.as_str()),
+        None => digest(&("name", o.name_any())),
     }
 }
 
 /// A stable digest of a desired object, to tell whether a child's desired state moved.
 pub fn content_hash(object: &Value) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    object.to_string().hash(&mut h);
-    h.finish()
+    digest(&object.to_string())
+}
+
+fn rv_digest<K: Resource>(o: &K) -> u64 {
+    digest(o.meta().resource_version.as_deref().unwrap_or_default())
 }
 
 /// What a status write leaves as it was: the generation (the spec) and the metadata others may
@@ -53,8 +70,8 @@ fn spec_and_metadata<K: Resource>(o: &K) -> Option<u64> {
 
 /// What the operator last applied of one child.
 struct Applied {
-    /// The stored object's resourceVersion: any change at all moves it.
-    resource_version: String,
+    /// The digest of the stored object's resourceVersion: any change at all moves it.
+    resource_version: u64,
     /// The digest of the desired object sent.
     desired: u64,
     /// [`spec_and_metadata`] of the stored object: a StatefulSet's or an HPA's status moves
@@ -64,10 +81,10 @@ struct Applied {
 
 #[derive(Default)]
 struct Record {
-    /// The last signature seen of each child (uid), from the watch and from own writes.
-    seen: HashMap<String, String>,
-    /// What the operator last applied of each child (uid).
-    applied: HashMap<String, Applied>,
+    /// The last signature seen of each child ([`key`]), from the watch and from own writes.
+    seen: HashMap<u64, u64>,
+    /// What the operator last applied of each child ([`key`]).
+    applied: HashMap<u64, Applied>,
 }
 
 /// The operator's record of its children, shared by the child watches and the reconciles.
@@ -78,15 +95,16 @@ pub struct OwnWrites(Arc<Mutex<Record>>);
 impl OwnWrites {
     /// The operator applied the desired object digested as `desired` and the server stored `o`.
     pub fn applied<K: Resource>(&self, o: &K, desired: u64) {
-        if let Some(uid) = o.meta().uid.clone() {
+        if o.meta().uid.is_some() {
             let applied = Applied {
-                resource_version: o.meta().resource_version.clone().unwrap_or_default(),
+                resource_version: rv_digest(o),
                 desired,
                 spec_and_metadata: spec_and_metadata(o),
             };
+            let (key, sig) = (key(o), signature(o));
             let mut r = self.lock();
-            r.seen.insert(uid.clone(), signature(o));
-            r.applied.insert(uid, applied);
+            r.seen.insert(key, sig);
+            r.applied.insert(key, applied);
         }
     }
 
@@ -94,12 +112,13 @@ impl OwnWrites {
     /// operator last applied the same desired object, to the resourceVersion or, for kinds
     /// with a generation, but for its status: applying again would change nothing.
     pub fn unchanged<K: Resource>(&self, current: &K, desired: u64) -> bool {
-        let (Some(uid), Some(rv)) = (&current.meta().uid, &current.meta().resource_version) else {
+        if current.meta().uid.is_none() || current.meta().resource_version.is_none() {
             return false;
-        };
-        let Some((same_rv, same_desired, at_apply)) = self.lock().applied.get(uid).map(|a| {
+        }
+        let (key, rv) = (key(current), rv_digest(current));
+        let Some((same_rv, same_desired, at_apply)) = self.lock().applied.get(&key).map(|a| {
             (
-                &a.resource_version == rv,
+                a.resource_version == rv,
                 a.desired == desired,
                 a.spec_and_metadata,
             )
@@ -112,18 +131,13 @@ impl OwnWrites {
 
     /// Whether `o` differs from the last signature seen of it; remembers it.
     fn changed<K: Resource>(&self, o: &K) -> bool {
-        let key = o.uid().unwrap_or_else(|| o.name_any());
-        let sig = signature(o);
+        let (key, sig) = (key(o), signature(o));
         let mut r = self.lock();
-        if r.seen.get(&key) == Some(&sig) {
-            return false;
-        }
-        r.seen.insert(key, sig);
-        true
+        r.seen.insert(key, sig) != Some(sig)
     }
 
     fn forget<K: Resource>(&self, o: &K) {
-        let key = o.uid().unwrap_or_else(|| o.name_any());
+        let key = key(o);
         let mut r = self.lock();
         r.seen.remove(&key);
         r.applied.remove(&key);

@@ -53,21 +53,19 @@ impl ChildStores {
 
     /// The cluster's StatefulSet, as last watched.
     pub fn statefulset(&self, ns: &str, name: &str) -> Option<StatefulSet> {
-        let obj = self.get("StatefulSet", ns, name)?;
-        serde_json::to_value(obj.as_ref())
-            .ok()
-            .and_then(|v| serde_json::from_value(v).ok())
+        cached_statefulset(self.get("StatefulSet", ns, name)?.as_ref())
     }
 
     /// The cached children a controller owner reference ties to `owner_uid`.
-    pub fn owned(&self, ns: &str, cluster: &str, owner_uid: &str) -> Vec<Owned> {
+    pub fn owned(&self, ns: &str, owner_uid: &str) -> Vec<Owned> {
         self.kinds
             .iter()
             .flat_map(|(ar, store)| {
                 store
                     .state()
                     .into_iter()
-                    .filter(|o| of_cluster(o.as_ref(), ns, cluster))
+                    // By the controller reference alone: the cache drops most children's labels.
+                    .filter(|o| o.metadata.namespace.as_deref() == Some(ns))
                     .filter_map(|o| apply::owned_entry(&o, &ar.api_version, &ar.kind, owner_uid))
                     .collect::<Vec<_>>()
             })
@@ -118,8 +116,8 @@ pub fn slim<K: Resource>(o: &mut K) {
 /// What the cache keeps of a child of kind `kind`: what the reconcile and the status read of
 /// it. Every kind's metadata (to list, diff and prune), with only the names of its writers
 /// (see [`crate::own_writes`]); a Secret's data (generated Secrets are read back); a
-/// StatefulSet's spec and status, with the pod template cut to each
-/// container's name and image (the status reports the image; the immutable-field check, the
+/// StatefulSet's spec and status, as one JSON text ([`cached_statefulset`] reads it), with the
+/// pod template cut to each container's name and image (the status reports the image; the immutable-field check, the
 /// scale-down step and the resize read the rest). At a thousand clusters the full objects
 /// were most of the operator's memory.
 pub fn slim_child(kind: &str, o: &mut DynamicObject) {
@@ -129,6 +127,13 @@ pub fn slim_child(kind: &str, o: &mut DynamicObject) {
             subresource: e.subresource.take(),
             ..Default::default()
         };
+    }
+    // Kinds without a generation (ConfigMaps, Services, RBAC objects: most of the cache) are
+    // judged by resourceVersion alone (see own_writes), and listed by their controller
+    // reference: their labels and annotations are never read here.
+    if o.metadata.generation.is_none() && kind != "Secret" {
+        o.metadata.labels = None;
+        o.metadata.annotations = None;
     }
     match kind {
         "Secret" => {}
@@ -144,9 +149,24 @@ pub fn slim_child(kind: &str, o: &mut DynamicObject) {
             if let Some(meta) = template["metadata"].as_object_mut() {
                 meta.remove("annotations");
             }
+            // As text: a tree of small JSON maps costs several times its text in memory (a
+            // node per map), and it is read a few times per reconcile at most.
+            let kept = serde_json::json!({"spec": o.data["spec"], "status": o.data["status"]});
+            o.data = serde_json::json!({ STATEFULSET_TEXT: kept.to_string() });
         }
         _ => o.data = serde_json::Value::Object(Default::default()),
     }
+}
+
+/// Where a cached StatefulSet keeps its spec and status: one JSON text ([`slim_child`]).
+const STATEFULSET_TEXT: &str = "erlmcp.io/cached-spec-and-status";
+
+/// A StatefulSet as cached ([`slim_child`]), typed again.
+pub fn cached_statefulset(obj: &DynamicObject) -> Option<StatefulSet> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(obj.data[STATEFULSET_TEXT].as_str()?).ok()?;
+    v["metadata"] = serde_json::to_value(&obj.metadata).ok()?;
+    serde_json::from_value(v).ok()
 }
 
 /// What the cache keeps of an ErlmcpCluster: who wrote it and when (the member report times
@@ -199,13 +219,18 @@ mod tests {
     fn the_child_caches_keep_what_the_reconcile_reads() {
         let obj = |v: serde_json::Value| serde_json::from_value::<DynamicObject>(v).unwrap();
         let meta = json!({"name": "mcp", "namespace": "prod", "resourceVersion": "7",
-            "managedFields": [{"manager": "x"}]});
+            "managedFields": [{"manager": "x"}], "labels": {INSTANCE_LABEL: "mcp"},
+            "annotations": {"a": "b"}});
         let mut cm = obj(
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
             "data": {"erlmcp.yaml": "a long config"}}),
         );
         slim_child("ConfigMap", &mut cm);
         assert_eq!(cm.data, json!({}));
+        assert!(
+            cm.metadata.labels.is_none() && cm.metadata.annotations.is_none(),
+            "no generation: judged by resourceVersion, labels never read"
+        );
         assert_eq!(cm.metadata.resource_version.as_deref(), Some("7"));
         let writers = cm.metadata.managed_fields.as_ref().unwrap();
         assert_eq!(writers[0].manager.as_deref(), Some("x"));
@@ -216,13 +241,16 @@ mod tests {
             "data": {"cookie": "c2VjcmV0"}}),
         );
         slim_child("Secret", &mut secret);
+        assert!(secret.metadata.annotations.is_some(), "the generated mark");
         assert_eq!(
             secret.data["data"]["cookie"], "c2VjcmV0",
             "generated data is read back"
         );
 
+        let mut with_generation = meta.clone();
+        with_generation["generation"] = json!(2);
         let mut sts = obj(
-            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": with_generation,
             "spec": {"replicas": 3, "serviceName": "mcp-headless", "selector": {"matchLabels": {"a": "b"}},
                 "volumeClaimTemplates": [{"metadata": {"name": "sessions"}}],
                 "template": {"metadata": {"labels": {"a": "b"}, "annotations": {"erlmcp.io/config-checksum": "x"}},
@@ -231,8 +259,12 @@ mod tests {
             "status": {"replicas": 3, "updatedReplicas": 1}}),
         );
         slim_child("StatefulSet", &mut sts);
-        let typed: StatefulSet =
-            serde_json::from_value(serde_json::to_value(&sts).unwrap()).unwrap();
+        let typed = cached_statefulset(&sts).unwrap();
+        assert_eq!(typed.metadata.resource_version.as_deref(), Some("7"));
+        assert!(
+            typed.metadata.labels.is_some(),
+            "a generation: relabelling is judged by them"
+        );
         let spec = typed.spec.unwrap();
         assert_eq!(spec.replicas, Some(3));
         assert_eq!(spec.service_name.as_deref(), Some("mcp-headless"));

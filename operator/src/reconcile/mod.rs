@@ -294,7 +294,7 @@ async fn list_owned(
             .map_err(Error::ListOwned);
     };
     // The watched kinds from the caches; the optional CRD kinds (not watched) are listed.
-    let mut owned = scope.children.owned(&ns, &names.cluster, &uid);
+    let mut owned = scope.children.owned(&ns, &uid);
     let uncached: Vec<(String, String)> = crate::kinds::managed_kinds(&ctx.capabilities())
         .into_iter()
         .filter(|(_, kind)| !scope.children.caches(kind))
