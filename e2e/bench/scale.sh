@@ -4,11 +4,13 @@
 #
 # Starts the plane (e2e/scripts/k8s-up.sh; E2E_K8S=current by default, or 1.20), installs the
 # CRD, runs the operator binary on loopback, creates N ErlmcpClusters with `replicas: 0`, waits
-# until the operator has observed every one (status.observedGeneration == generation), then
-# stays idle for IDLE_SECONDS and writes JSON:
+# until the operator has observed every one (status.observedGeneration == generation) and
+# every one is Ready, then stays idle for IDLE_SECONDS and writes JSON:
 #   create_seconds         creation start -> the last create answered
 #   all_observed_seconds   creation start -> every cluster observed
 #   observed_after_create_seconds  the last create answered -> every cluster observed
+#   all_ready_seconds      creation start -> every cluster Ready (the idle window starts 15 s
+#                          after this: before, the StatefulSet controller is still catching up)
 #   api_requests_to_observe  apiserver_request_total deltas (every verb but WATCH) from creation
 #                          start to all observed, by verb/resource (the creates themselves count)
 #   reconciles             erlmcp_operator_reconciliations_total, by result and summed
@@ -158,7 +160,27 @@ T_OBSERVED=$(date +%s.%N)
 CPU_OBSERVED=$(cpu_ticks)
 RECONCILES_AT_OBSERVED=$(metric_sum erlmcp_operator_reconciliations_total)
 API_OBSERVED=$(api_requests)
-log "all $N observed after $(python3 -c "print(round($T_OBSERVED - $T0, 1))") s; settling 15 s, then idle for ${IDLE_SECONDS}s"
+log "all $N observed after $(python3 -c "print(round($T_OBSERVED - $T0, 1))") s; waiting until every one is Ready"
+# Ready needs the StatefulSet controller's status of each StatefulSet, which trails on a fast
+# operator (kube-controller-manager writes at --kube-api-qps, 20/s by default): until it is
+# in, status refreshes and converging requeues are still work, not idle.
+ready() {
+  k get erlmcpclusters -n "$NS" -o json | python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+print(sum(1 for c in items if any(x.get("type") == "Ready" and x.get("status") == "True"
+                                  for x in (c.get("status") or {}).get("conditions") or [])))'
+}
+while :; do
+  seen=$(ready)
+  [[ $seen -ge $N ]] && break
+  [[ $(date +%s) -ge $deadline ]] && die "only $seen of $N Ready after ${OBSERVE_TIMEOUT}s"
+  kill -0 "$OP_PID" 2>/dev/null || die "the operator exited"
+  log "ready $seen/$N"
+  sleep 2
+done
+T_READY=$(date +%s.%N)
+log "all $N Ready after $(python3 -c "print(round($T_READY - $T0, 1))") s; settling 15 s, then idle for ${IDLE_SECONDS}s"
 sleep 15
 API0=$(api_requests)
 CPU_IDLE0=$(cpu_ticks)
@@ -199,6 +221,7 @@ out = {
     "creators": $CREATORS,
     "all_observed_seconds": round($T_OBSERVED - $T0, 2),
     "observed_after_create_seconds": round($T_OBSERVED - $T_CREATED, 2),
+    "all_ready_seconds": round($T_READY - $T0, 2),
     "api_requests_to_observe": {"total": sum(to_observe.values()), "by_verb_resource": to_observe},
     "reconciles": {"total": sum(by_result.values()), "at_all_observed": int($RECONCILES_AT_OBSERVED),
                    "during_idle": int($REC_IDLE1 - $REC_IDLE0), "by_result": by_result},
