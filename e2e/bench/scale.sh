@@ -140,22 +140,33 @@ done
 for pid in "${CREATE_PIDS[@]}"; do wait "$pid" || die "kubectl create failed"; done
 T_CREATED=$(date +%s.%N)
 log "created in $(python3 -c "print(round($T_CREATED - $T0, 1))") s; waiting until every one is observed"
-observed() {
+# count_clusters observed|ready: how many ErlmcpClusters are observed (status.observedGeneration
+# == generation) or Ready (condition Ready=True).
+count_clusters() {
   k get erlmcpclusters -n "$NS" -o json | python3 -c '
 import json, sys
 items = json.load(sys.stdin)["items"]
-print(sum(1 for c in items if (c.get("status") or {}).get("observedGeneration") == c["metadata"].get("generation")))'
+def observed(c):
+    return (c.get("status") or {}).get("observedGeneration") == c["metadata"].get("generation")
+def ready(c):
+    return any(x.get("type") == "Ready" and x.get("status") == "True"
+               for x in (c.get("status") or {}).get("conditions") or [])
+print(sum(1 for c in items if {"observed": observed, "ready": ready}[sys.argv[1]](c)))' "$1"
 }
+# wait_all observed|ready: until every cluster is, bounded by the one OBSERVE_TIMEOUT deadline.
 deadline=$(( $(date +%s) + OBSERVE_TIMEOUT ))
-seen=0
-while :; do
-  seen=$(observed)
-  [[ $seen -ge $N ]] && break
-  [[ $(date +%s) -ge $deadline ]] && die "only $seen of $N observed after ${OBSERVE_TIMEOUT}s"
-  kill -0 "$OP_PID" 2>/dev/null || die "the operator exited"
-  log "observed $seen/$N"
-  sleep 2
-done
+wait_all() {
+  local seen
+  while :; do
+    seen=$(count_clusters "$1")
+    [[ $seen -ge $N ]] && return
+    [[ $(date +%s) -ge $deadline ]] && die "only $seen of $N $1 after ${OBSERVE_TIMEOUT}s"
+    kill -0 "$OP_PID" 2>/dev/null || die "the operator exited"
+    log "$1 $seen/$N"
+    sleep 2
+  done
+}
+wait_all observed
 T_OBSERVED=$(date +%s.%N)
 CPU_OBSERVED=$(cpu_ticks)
 RECONCILES_AT_OBSERVED=$(metric_sum erlmcp_operator_reconciliations_total)
@@ -164,21 +175,7 @@ log "all $N observed after $(python3 -c "print(round($T_OBSERVED - $T0, 1))") s;
 # Ready needs the StatefulSet controller's status of each StatefulSet, which trails on a fast
 # operator (kube-controller-manager writes at --kube-api-qps, 20/s by default): until it is
 # in, status refreshes and converging requeues are still work, not idle.
-ready() {
-  k get erlmcpclusters -n "$NS" -o json | python3 -c '
-import json, sys
-items = json.load(sys.stdin)["items"]
-print(sum(1 for c in items if any(x.get("type") == "Ready" and x.get("status") == "True"
-                                  for x in (c.get("status") or {}).get("conditions") or [])))'
-}
-while :; do
-  seen=$(ready)
-  [[ $seen -ge $N ]] && break
-  [[ $(date +%s) -ge $deadline ]] && die "only $seen of $N Ready after ${OBSERVE_TIMEOUT}s"
-  kill -0 "$OP_PID" 2>/dev/null || die "the operator exited"
-  log "ready $seen/$N"
-  sleep 2
-done
+wait_all ready
 T_READY=$(date +%s.%N)
 log "all $N Ready after $(python3 -c "print(round($T_READY - $T0, 1))") s; settling 15 s, then idle for ${IDLE_SECONDS}s"
 sleep 15

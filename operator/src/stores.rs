@@ -117,9 +117,9 @@ pub fn slim<K: Resource>(o: &mut K) {
 /// it. Every kind's metadata (to list, diff and prune), with only the names of its writers
 /// (see [`crate::own_writes`]); a Secret's data (generated Secrets are read back); a
 /// StatefulSet's spec and status, as one JSON text ([`cached_statefulset`] reads it), with the
-/// pod template cut to each container's name and image (the status reports the image; the immutable-field check, the
-/// scale-down step and the resize read the rest). At a thousand clusters the full objects
-/// were most of the operator's memory.
+/// pod template cut to each container's name and image (the status reports the image; the
+/// immutable-field check, the scale-down step and the resize read the rest). At a thousand
+/// clusters the full objects were most of the operator's memory.
 pub fn slim_child(kind: &str, o: &mut DynamicObject) {
     for e in o.metadata.managed_fields.iter_mut().flatten() {
         *e = ManagedFieldsEntry {
